@@ -1,0 +1,3 @@
+"""mailflow: e-mail intake and outreach for the human rights of parliamentarians."""
+
+__version__ = "0.1.0"

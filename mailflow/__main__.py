@@ -1,0 +1,5 @@
+import sys
+
+from mailflow.cli import main
+
+sys.exit(main())

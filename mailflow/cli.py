@@ -1,0 +1,177 @@
+"""The `mailflow` command: parse arguments, load configuration, wire, run, report errors.
+
+Errors a user can fix print one line and a hint, not a traceback (``--debug`` shows it).
+Exit codes: 0 ok, 1 failure, 2 bad configuration or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from mailflow import __version__, config, logs
+from mailflow.cli_admin import cmd_config, cmd_init, cmd_status
+from mailflow.errors import ConfigError, MailflowError
+from mailflow.service import build, pollers, prepare_database, safe_url, serve
+from mailflow.settings import Settings
+from mailflow.store import migrate
+
+log = logging.getLogger("mailflow")
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or environ.get("MAILFLOW_DEBUG", "") in ("1", "true")
+    try:
+        return _run(args, environ)
+    except KeyboardInterrupt:
+        return 130
+    except MailflowError as exc:
+        if debug:
+            raise
+        _print_error(str(exc), exc.hint)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except Exception as exc:
+        if debug:
+            raise
+        _print_error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            "run again with --debug for the traceback, and please report it",
+        )
+        return 70
+
+
+def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    path = config.config_path(args.config, environ)
+    if args.command == "config":
+        return cmd_config(args, path, environ)
+    if args.command == "init":
+        return cmd_init(args)
+    settings = config.load(path, environ)
+    logs.configure(args.log_level or settings.service.log_level, settings.service.log_format)
+    handler: Command = args.handler
+    return handler(args, settings)
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    print(f"mailflow: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    app = build(settings)
+    try:
+        prepare_database(app)
+        asyncio.run(serve(app))
+    finally:
+        app.close()
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.imap_accounts:
+        raise ConfigError(
+            "no IMAP account is configured",
+            hint="add an [[imap_accounts]] table; see mailflow.example.toml",
+        )
+    app = build(settings)
+    try:
+        prepare_database(app)
+        failed = 0
+        for poller in pollers(app):
+            if args.once:
+                try:
+                    count = poller.poll_once()
+                    print(f"{poller.account.name}: {count} new message(s)")
+                except MailflowError as exc:  # one failing account never stops the others
+                    failed += 1
+                    _print_error(str(exc), exc.hint)
+            else:
+                poller.run(threading.Event())
+        return 1 if failed else 0
+    finally:
+        app.close()
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.database_url
+    if args.db_command == "upgrade":
+        migrate.upgrade(url, args.revision)
+        print(f"{safe_url(url)}: at {migrate.current(url)}")
+    elif args.db_command == "downgrade":
+        migrate.downgrade(url, args.revision)
+        print(f"{safe_url(url)}: at {migrate.current(url) or 'base (empty)'}")
+    else:
+        current = migrate.current(url)
+        head = migrate.head()
+        state = "up to date" if current == head else f"needs upgrade to {head}"
+        print(f"{safe_url(url)}: at {current or 'base (empty)'}, {state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailflow",
+        description="E-mail intake and outreach for the human rights of parliamentarians.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailflow {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $MAILFLOW_CONFIG, else built-in defaults)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="override service.log_level",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("serve", help="run the service: SMTP intake, IMAP pollers, outbox")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("init", help="write a working configuration and database into DIR")
+    p.add_argument("dir", type=Path, metavar="DIR")
+
+    p = sub.add_parser("config", help="check, show or print an example configuration")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    c = csub.add_parser("check", help="report unknown keys, wrong types and missing secrets")
+    c.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to the database and every configured server",
+    )
+    csub.add_parser("show", help="print the effective configuration (secrets masked)")
+    csub.add_parser("example", help="print the documented example configuration")
+
+    p = sub.add_parser("db", help="upgrade, downgrade or show the database schema version")
+    dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    d = dsub.add_parser("upgrade", help="apply migrations (default: to the latest)")
+    d.add_argument("revision", nargs="?", default="head")
+    d = dsub.add_parser("downgrade", help="revert migrations to REVISION ('base' empties it)")
+    d.add_argument("revision")
+    dsub.add_parser("current", help="show the schema version")
+    p.set_defaults(handler=cmd_db)
+
+    p = sub.add_parser("poll", help="fetch new mail from the IMAP accounts")
+    p.add_argument("--once", action="store_true", help="one pass over every account, then exit")
+    p.set_defaults(handler=cmd_poll)
+
+    p = sub.add_parser("status", help="show messages by state and each IMAP account's progress")
+    p.set_defaults(handler=cmd_status)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The one intake pipeline every channel (SMTP, LMTP, IMAP, files) goes through.
+
+Order matters: the raw bytes and their provenance are committed first, in their own
+transaction, so nothing that happens later (a parser crash, a bug, a kill -9) can lose a
+message. Processing then runs in a second transaction; if it fails, the message is kept in
+quarantine with the error, to be retried after a fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailflow.errors import StorageError, StorageUnavailable
+from mailflow.headers import basic_headers, clean_text
+from mailflow.logs import fields
+from mailflow.store.engine import translate_db_errors
+from mailflow.store.messages import Arrival, Stored, store_raw
+from mailflow.store.models import Blob, Message
+
+log = logging.getLogger(__name__)
+STORE_ATTEMPTS = 3
+MAX_ERROR_CHARS = 2000
+
+Stage = Callable[[Session, Message, bytes], None]
+"""A processing step: reads the raw bytes, records what it finds on the message row."""
+
+
+def record_headers(session: Session, message: Message, raw: bytes) -> None:
+    """The basic stage: the headers triage needs to list a message."""
+    headers = basic_headers(raw)
+    message.subject = headers.subject
+    message.from_address = headers.from_address
+    message.date = headers.date
+
+
+DEFAULT_STAGES: tuple[Stage, ...] = (record_headers,)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message_pk: int
+    status: str
+    error: str | None = None
+
+
+class Intake:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        stages: Sequence[Stage] = DEFAULT_STAGES,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.stages = tuple(stages)
+        self.clock = clock
+
+    def receive(self, raw: bytes, arrival: Arrival) -> Stored:
+        """Store and commit the raw message. Raises StorageError if it could not commit."""
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                with translate_db_errors(), self.sessions.begin() as session:
+                    stored = store_raw(session, raw, arrival, self.clock())
+            except IntegrityError:
+                # Another writer stored the same bytes or UID between our read and our
+                # insert; the next attempt sees its row and records a repeat instead.
+                if attempt == STORE_ATTEMPTS:
+                    raise StorageError("could not store message: conflicting writers") from None
+                continue
+            event = "message stored" if stored.new else "message seen again"
+            log.info(
+                event,
+                extra=fields(
+                    id=stored.message_pk,
+                    sha256=stored.sha256[:16],
+                    size=len(raw),
+                    channel=arrival.channel,
+                ),
+            )
+            return stored
+        raise AssertionError("unreachable")
+
+    def process(self, message_pk: int) -> Outcome:
+        """Run the stages. Message problems end in quarantine; only an unavailable store raises.
+
+        A failing stage rolls back everything the stages wrote, then the quarantine is recorded
+        in a transaction of its own, so a half-processed message is never left behind.
+        """
+        try:
+            with translate_db_errors(), self.sessions.begin() as session:
+                message = session.get_one(Message, message_pk)
+                raw = session.get_one(Blob, message.sha256).data
+                for stage in self.stages:
+                    stage(session, message, raw)
+                message.status = "processed"
+                message.error = None
+                message.processed_at = self.clock()
+            return Outcome(message_pk, "processed")
+        except StorageUnavailable:
+            raise
+        except Exception as exc:
+            with translate_db_errors(), self.sessions.begin() as session:
+                return self._quarantine(session, session.get_one(Message, message_pk), exc)
+
+    def accept(self, raw: bytes, arrival: Arrival) -> Stored:
+        """Receive, then process. Only a failure to store is reported to the caller."""
+        stored = self.receive(raw, arrival)
+        if stored.new:
+            try:
+                self.process(stored.message_pk)
+            except StorageUnavailable as exc:
+                # Stored and committed already: it stays 'received' and a retry picks it up.
+                log.warning(
+                    "processing deferred", extra=fields(id=stored.message_pk, error=str(exc))
+                )
+        return stored
+
+    def _quarantine(self, session: Session, message: Message, exc: Exception) -> Outcome:
+        error = clean_text(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
+        message.status = "quarantined"
+        message.error = error
+        message.processed_at = self.clock()
+        log.warning("message quarantined", extra=fields(id=message.id, error=type(exc).__name__))
+        return Outcome(message.id, "quarantined", error)

@@ -1,0 +1,128 @@
+"""Wiring: build the long-lived parts from a Settings value, and run the service.
+
+This is the one place that knows every adapter; library modules never read the environment
+or exit the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailflow.intake import Intake, utcnow
+from mailflow.logs import fields
+from mailflow.outbox import MaildirOutbox
+from mailflow.poller import ImapPoller
+from mailflow.settings import Settings
+from mailflow.smtp_in import IntakeHandler, start_server
+from mailflow.store import migrate
+from mailflow.store.engine import make_engine, session_factory
+
+log = logging.getLogger(__name__)
+THREAD_JOIN_SECONDS = 35.0
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    intake: Intake
+    outbox: MaildirOutbox
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def safe_url(url: str) -> str:
+    """The database URL as it may appear in logs and errors: no password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build(settings: Settings) -> App:
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    sessions = session_factory(engine)
+    return App(settings, engine, sessions, Intake(sessions), MaildirOutbox(settings.outbox_dir))
+
+
+def prepare_database(app: App) -> None:
+    """Bring the schema to this version's head, or refuse to run on a stale one."""
+    if app.settings.database.auto_upgrade:
+        migrate.upgrade(app.settings.database_url)
+    else:
+        migrate.check_current(app.engine)
+
+
+def pollers(app: App) -> list[ImapPoller]:
+    return [ImapPoller(account, app.intake, utcnow) for account in app.settings.imap_accounts]
+
+
+async def serve(
+    app: App, stop: asyncio.Event | None = None, started: threading.Event | None = None
+) -> None:
+    """Run SMTP intake and the IMAP pollers until SIGINT/SIGTERM (or ``stop`` is set).
+
+    Signal handlers are only installed when no ``stop`` event is given: embedding callers
+    (tests, a supervisor thread) own their own shutdown.
+    """
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if stop is None else ()
+    stop = stop or asyncio.Event()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    settings = app.settings
+    app.outbox.ensure()
+    handler = IntakeHandler(app.intake, settings.smtp_intake)
+    server = (
+        await start_server(handler, settings.smtp_intake) if settings.smtp_intake.enabled else None
+    )
+    poll_stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=poller.run, args=(poll_stop,), name=f"imap-{poller.account.name}", daemon=True
+        )
+        for poller in pollers(app)
+    ]
+    for thread in threads:
+        thread.start()
+    _log_started(settings, enabled=server is not None, accounts=len(threads))
+    if started is not None:
+        started.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        await handler.drain()
+        poll_stop.set()
+        for thread in threads:
+            await asyncio.to_thread(thread.join, THREAD_JOIN_SECONDS)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+
+def _log_started(settings: Settings, *, enabled: bool, accounts: int) -> None:
+    intake = settings.smtp_intake
+    relay = settings.outbound.relay_host
+    log.info(
+        "mailflow serving",
+        extra=fields(
+            smtp=f"{intake.protocol}://{intake.host}:{intake.port}" if enabled else "off",
+            recipients=",".join(intake.recipients) or "any",
+            imap_accounts=accounts,
+            outbound=f"relay {relay}" if relay else f"maildir {settings.outbox_dir}",
+            database=safe_url(settings.database_url),
+        ),
+    )
+    if enabled and not intake.recipients:
+        log.warning("smtp_intake.recipients is empty: accepting mail for any recipient")

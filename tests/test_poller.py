@@ -1,0 +1,178 @@
+"""IMAP polling against a real Dovecot: by UID, BODY.PEEK[], checkpointed, re-runs are no-ops."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailflow.errors import ImapError
+from mailflow.intake import utcnow
+from mailflow.poller import ImapPoller
+from mailflow.secret import Secret
+from mailflow.settings import ImapAccountSettings
+from mailflow.store.models import ImapCheckpoint, Message, MessageSource
+from tests.servers.dovecot import Credentials, DovecotServer
+from tests.support import migrated_app, settings_for
+
+pytestmark = pytest.mark.integration
+
+
+def account(server: DovecotServer, user: Credentials, **changes: object) -> ImapAccountSettings:
+    values: dict[str, object] = dict(
+        name="reports",
+        host=server.host,
+        port=server.port,
+        security="plain",
+        username=user.username,
+        password=Secret("test", user.password),
+        batch_size=2,
+    )
+    values.update(changes)
+    return ImapAccountSettings(**values)  # type: ignore[arg-type]
+
+
+def mail(n: int) -> bytes:
+    return (
+        f"From: r{n}@example.org\r\nSubject: report {n}\r\n"
+        f"Message-ID: <m{n}@example.org>\r\n\r\nbody {n}\r\n"
+    ).encode()
+
+
+def test_poll_stores_new_mail_once_and_never_sets_seen(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    for n in range(5):
+        dovecot.append(imap_user.username, mail(n))
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        poller = ImapPoller(account(dovecot, imap_user), app.intake, utcnow)
+        assert poller.poll_once() == 5
+        assert poller.poll_once() == 0
+        dovecot.append(imap_user.username, mail(5))
+        assert poller.poll_once() == 1
+        with app.sessions() as session:
+            subjects = session.scalars(select(Message.subject).order_by(Message.id)).all()
+            assert subjects == [f"report {n}" for n in range(6)]
+            uids = session.scalars(select(MessageSource.uid).order_by(MessageSource.uid)).all()
+            assert uids == [1, 2, 3, 4, 5, 6]
+            mark = session.get_one(ImapCheckpoint, ("reports", "INBOX"))
+            assert mark.last_uid == 6 and mark.last_error is None
+    client = dovecot.client(imap_user.username)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        flags = client.get_flags(client.search("ALL"))
+    finally:
+        client.logout()
+    assert all(b"\\Seen" not in item for item in flags.values())
+
+
+def test_uidvalidity_change_rescans_without_duplicates(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    user = imap_user.username
+    dovecot.create_folder(user, "Reports")
+    for n in range(3):
+        dovecot.append(user, mail(n), folder="Reports")
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        poller = ImapPoller(account(dovecot, imap_user, folders=("Reports",)), app.intake, utcnow)
+        assert poller.poll_once() == 3
+        client = dovecot.client(user)
+        try:
+            client.delete_folder("Reports")  # recreating gives a new UIDVALIDITY
+        finally:
+            client.logout()
+        dovecot.create_folder(user, "Reports")
+        for n in (0, 1, 2, 9):
+            dovecot.append(user, mail(n), folder="Reports")
+        assert poller.poll_once() == 1  # only message 9 is new
+        with app.sessions() as session:
+            assert len(session.scalars(select(Message.id)).all()) == 4
+
+
+def test_flag_after_commit_marks_stored_messages(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    dovecot.append(imap_user.username, mail(1))
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        poller = ImapPoller(account(dovecot, imap_user, after_commit="flag"), app.intake, utcnow)
+        assert poller.poll_once() == 1
+    client = dovecot.client(imap_user.username)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        [flags] = client.get_flags(client.search("ALL")).values()
+    finally:
+        client.logout()
+    assert b"$MailflowStored" in flags and b"\\Seen" not in flags
+
+
+def test_wrong_password_is_an_imap_error_recorded_for_status(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    bad = account(dovecot, imap_user, password=Secret("test", "wrong-pw-8812"))
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        with pytest.raises(ImapError) as caught:
+            ImapPoller(bad, app.intake, utcnow).poll_once()
+        assert "wrong-pw-8812" not in str(caught.value)
+        with app.sessions() as session:
+            mark = session.get_one(ImapCheckpoint, ("reports", "INBOX"))
+            assert mark.last_error is not None and "AUTHENTICATIONFAILED" in mark.last_error.upper()
+
+
+def _config(tmp_path: Path, server: DovecotServer, *accounts: tuple[str, str]) -> Path:
+    text = '[service]\ndata_dir = "data"\n'
+    for name, user in accounts:
+        text += (
+            f'\n[[imap_accounts]]\nname = "{name}"\nhost = "{server.host}"\n'
+            f'port = {server.port}\nsecurity = "plain"\nusername = "{user}"\n'
+        )
+    path = tmp_path / "mailflow.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailflow", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_poll_once_cli_one_failing_account_does_not_stop_the_other(
+    tmp_path: Path, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    dovecot.append(imap_user.username, mail(1))
+    config = _config(tmp_path, dovecot, ("broken", "nobody-here"), ("good", imap_user.username))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MAILFLOW_IMAP_BROKEN_PASSWORD": "nope-4471",
+        "MAILFLOW_IMAP_GOOD_PASSWORD": imap_user.password,
+    }
+    result = _cli(config, env, "poll", "--once")
+    assert result.returncode == 1
+    assert "good: 1 new message(s)" in result.stdout
+    assert "'broken'" in result.stderr and "nope-4471" not in result.stderr
+    status = _cli(config, env, "status")
+    assert "imap good/INBOX" in status.stdout and "last uid 1" in status.stdout
+    assert "imap broken/INBOX" in status.stdout and "last error" in status.stdout
+
+
+def test_config_check_connect_reports_each_server(
+    tmp_path: Path, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    config = _config(tmp_path, dovecot, ("good", imap_user.username))
+    env = {"PATH": "/usr/bin:/bin", "MAILFLOW_IMAP_GOOD_PASSWORD": imap_user.password}
+    assert _cli(config, env, "db", "upgrade").returncode == 0
+    ok = _cli(config, env, "config", "check", "--connect")
+    assert ok.returncode == 0, ok.stderr
+    assert "ok: imap good" in ok.stdout and "ok: database" in ok.stdout
+    env["MAILFLOW_IMAP_GOOD_PASSWORD"] = "bad-pw-3390"
+    bad = _cli(config, env, "config", "check", "--connect")
+    assert bad.returncode == 1
+    assert "failed: imap good" in bad.stderr and "bad-pw-3390" not in bad.stderr + bad.stdout
