@@ -114,7 +114,10 @@ def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30) 
     raise AssertionError("serve did not listen in time")
 
 
-def test_serve_on_defaults_stores_smtp_mail_and_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_serve_on_defaults_stores_smtp_mail_and_stops_cleanly(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     port = free_port()
     env = {
         "MAILFLOW_SMTP_INTAKE_PORT": str(port),
@@ -137,7 +140,7 @@ def test_serve_on_defaults_stores_smtp_mail_and_stops_on_sigterm(tmp_path: Path)
                 b"Subject: hello\r\nMessage-ID: <q1@example.org>\r\n\r\nhi\r\n",
             )
         assert refused == {}
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop_signal)
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
