@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = args.debug or environ.get("MAILFLOW_DEBUG", "") in ("1", "true")
+    debug = bool(args.debug) or environ.get("MAILFLOW_DEBUG", "") in ("1", "true")
     try:
         return _run(args, environ)
     except KeyboardInterrupt:
@@ -119,56 +119,86 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="configuration file (default: $MAILFLOW_CONFIG, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks on errors"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=default,
+        help="override service.log_level",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailflow",
         description="E-mail intake and outreach for the human rights of parliamentarians.",
     )
     parser.add_argument("--version", action="version", version=f"mailflow {__version__}")
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="configuration file (default: $MAILFLOW_CONFIG, else built-in defaults)",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help="override service.log_level",
-    )
+    _global_options(parser, None)
+    # The same options after the command name (`mailflow serve --config X`); SUPPRESS keeps
+    # them from overwriting values given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("serve", help="run the service: SMTP intake, IMAP pollers, outbox")
+    p = sub.add_parser(
+        "serve", parents=[common], help="run the service: SMTP intake, IMAP pollers, outbox"
+    )
     p.set_defaults(handler=cmd_serve)
 
-    p = sub.add_parser("init", help="write a working configuration and database into DIR")
+    p = sub.add_parser(
+        "init", parents=[common], help="write a working configuration and database into DIR"
+    )
     p.add_argument("dir", type=Path, metavar="DIR")
 
-    p = sub.add_parser("config", help="check, show or print an example configuration")
+    p = sub.add_parser(
+        "config", parents=[common], help="check, show or print an example configuration"
+    )
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    c = csub.add_parser("check", help="report unknown keys, wrong types and missing secrets")
+    c = csub.add_parser(
+        "check", parents=[common], help="report unknown keys, wrong types and missing secrets"
+    )
     c.add_argument(
         "--connect",
         action="store_true",
         help="also connect to the database and every configured server",
     )
-    csub.add_parser("show", help="print the effective configuration (secrets masked)")
-    csub.add_parser("example", help="print the documented example configuration")
+    csub.add_parser(
+        "show", parents=[common], help="print the effective configuration (secrets masked)"
+    )
+    csub.add_parser("example", parents=[common], help="print the documented example configuration")
 
-    p = sub.add_parser("db", help="upgrade, downgrade or show the database schema version")
+    p = sub.add_parser(
+        "db", parents=[common], help="upgrade, downgrade or show the database schema version"
+    )
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    d = dsub.add_parser("upgrade", help="apply migrations (default: to the latest)")
+    d = dsub.add_parser(
+        "upgrade", parents=[common], help="apply migrations (default: to the latest)"
+    )
     d.add_argument("revision", nargs="?", default="head")
-    d = dsub.add_parser("downgrade", help="revert migrations to REVISION ('base' empties it)")
+    d = dsub.add_parser(
+        "downgrade", parents=[common], help="revert migrations to REVISION ('base' empties it)"
+    )
     d.add_argument("revision")
-    dsub.add_parser("current", help="show the schema version")
+    dsub.add_parser("current", parents=[common], help="show the schema version")
     p.set_defaults(handler=cmd_db)
 
-    p = sub.add_parser("poll", help="fetch new mail from the IMAP accounts")
+    p = sub.add_parser("poll", parents=[common], help="fetch new mail from the IMAP accounts")
     p.add_argument("--once", action="store_true", help="one pass over every account, then exit")
     p.set_defaults(handler=cmd_poll)
 
-    p = sub.add_parser("status", help="show messages by state and each IMAP account's progress")
+    p = sub.add_parser(
+        "status", parents=[common], help="show messages by state and each IMAP account's progress"
+    )
     p.set_defaults(handler=cmd_status)
     return parser
 

@@ -51,11 +51,15 @@ def test_help_lists_every_command_with_one_line() -> None:
 def test_config_check_typo_names_key_and_file_and_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "mailflow.toml"
     path.write_text("[smtp_intake]\nprot = 2525\n", encoding="utf-8")
-    result = mailflow("--config", str(path), "config", "check")
-    assert result.returncode == 2
-    assert "smtp_intake.prot" in result.stderr
-    assert str(path) in result.stderr
-    assert "did you mean smtp_intake.port?" in result.stderr
+    for args in (
+        ["--config", str(path), "config", "check"],
+        ["config", "check", "--config", str(path)],
+    ):
+        result = mailflow(*args)
+        assert result.returncode == 2
+        assert "smtp_intake.prot" in result.stderr
+        assert str(path) in result.stderr
+        assert "did you mean smtp_intake.port?" in result.stderr
 
 
 def test_config_via_environment_variable(tmp_path: Path) -> None:
