@@ -11,13 +11,14 @@ import asyncio
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from mailflow import __version__, config, logs
 from mailflow.cli_admin import cmd_config, cmd_init, cmd_status
 from mailflow.errors import ConfigError, MailflowError
+from mailflow.processing import process_all
 from mailflow.service import build, pollers, prepare_database, safe_url, serve
 from mailflow.settings import Settings
 from mailflow.store import migrate
@@ -84,23 +85,35 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
             "no IMAP account is configured",
             hint="add an [[imap_accounts]] table; see mailflow.example.toml",
         )
+    if not args.once:
+        # Continuous polling is the service without the SMTP listener.
+        quiet = replace(settings, smtp_intake=replace(settings.smtp_intake, enabled=False))
+        return cmd_serve(args, quiet)
     app = build(settings)
     try:
         prepare_database(app)
         failed = 0
-        for poller in pollers(app):
-            if args.once:
-                try:
-                    count = poller.poll_once()
-                    print(f"{poller.account.name}: {count} new message(s)")
-                except MailflowError as exc:  # one failing account never stops the others
-                    failed += 1
-                    _print_error(str(exc), exc.hint)
-            else:
-                poller.run(threading.Event())
+        for poller in pollers(app, defer_processing=args.defer_processing):
+            try:
+                count = poller.poll_once()
+                print(f"{poller.account.name}: {count} new message(s)")
+            except MailflowError as exc:  # one failing account never stops the others
+                failed += 1
+                _print_error(str(exc), exc.hint)
         return 1 if failed else 0
     finally:
         app.close()
+
+
+def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
+    app = build(settings)
+    try:
+        prepare_database(app)
+    finally:
+        app.close()
+    count = process_all(settings, workers=args.workers)
+    print(f"processed {count} message(s)")
+    return 0
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -194,7 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("poll", parents=[common], help="fetch new mail from the IMAP accounts")
     p.add_argument("--once", action="store_true", help="one pass over every account, then exit")
+    p.add_argument(
+        "--defer-processing",
+        action="store_true",
+        help="only store and commit (durable intake); process later with `mailflow process`",
+    )
     p.set_defaults(handler=cmd_poll)
+
+    p = sub.add_parser(
+        "process", parents=[common], help="process stored messages that are not processed yet"
+    )
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes")
+    p.set_defaults(handler=cmd_process)
 
     p = sub.add_parser(
         "status", parents=[common], help="show messages by state and each IMAP account's progress"

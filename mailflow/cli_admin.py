@@ -6,11 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import func, select
 
 from mailflow import config, imap
 from mailflow.config_doc import render_example
@@ -18,8 +17,8 @@ from mailflow.errors import ConfigError, MailflowError
 from mailflow.service import build, safe_url
 from mailflow.settings import ImapAccountSettings, Settings
 from mailflow.smtp_out import relay_session
-from mailflow.store import checkpoints, migrate
-from mailflow.store.models import Message
+from mailflow.store import migrate
+from mailflow.store.status import FolderStatus, intake_status
 
 INIT_CONFIG = """\
 # Written by `mailflow init`. Every key, its meaning and default: `mailflow config example`.
@@ -155,31 +154,29 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     try:
         migrate.check_current(app.engine)
         with app.sessions() as session:
-            counts = dict(
-                session.execute(select(Message.status, func.count()).group_by(Message.status))
-                .tuples()
-                .all()
-            )
-            marks = checkpoints.all_checkpoints(session)
+            status = intake_status(session)
         print(f"database: {safe_url(settings.database_url)}")
-        print(
-            "messages: "
-            + ", ".join(
-                f"{state} {counts.get(state, 0)}"
-                for state in ("received", "processed", "quarantined")
-            )
-        )
+        states = ("received", "processed", "quarantined")
+        print("messages: " + ", ".join(f"{s} {status.by_status.get(s, 0)}" for s in states))
         print(f"outbox: {app.outbox.count()} message(s) in {app.outbox.path}")
-        for mark in marks:
-            print(
-                f"imap {mark.account}/{mark.folder}: uidvalidity {mark.uidvalidity}, "
-                f"last uid {mark.last_uid}, last success {mark.last_success_at or 'never'}"
-                + (
-                    f", last error {mark.last_error_at}: {mark.last_error}"
-                    if mark.last_error
-                    else ""
-                )
-            )
+        for folder in status.folders:
+            print(_folder_line(folder, status.quarantined_by_account.get(folder.account, 0)))
     finally:
         app.close()
     return 0
+
+
+def _folder_line(folder: FolderStatus, quarantined: int) -> str:
+    backlog = "unknown" if folder.backlog is None else str(folder.backlog)
+    line = (
+        f"imap {folder.account}/{folder.folder}: {'FAILING' if folder.failing else 'ok'}, "
+        f"last success {_when(folder.last_success_at)}, backlog {backlog}, "
+        f"quarantined {quarantined}, uidvalidity {folder.uidvalidity}, last uid {folder.last_uid}"
+    )
+    if folder.last_error:
+        line += f", last error {_when(folder.last_error_at)}: {folder.last_error}"
+    return line
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "never"

@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.errors import StorageError, StorageUnavailable
 from mailflow.headers import basic_headers, clean_text
 from mailflow.logs import fields
+from mailflow.parsing import parse_mime
 from mailflow.store.engine import translate_db_errors
 from mailflow.store.messages import Arrival, Stored, store_raw
 from mailflow.store.models import Blob, Message
@@ -39,7 +41,7 @@ def record_headers(session: Session, message: Message, raw: bytes) -> None:
     message.date = headers.date
 
 
-DEFAULT_STAGES: tuple[Stage, ...] = (record_headers,)
+DEFAULT_STAGES: tuple[Stage, ...] = (record_headers, parse_mime)
 
 
 def utcnow() -> datetime:
@@ -66,28 +68,80 @@ class Intake:
 
     def receive(self, raw: bytes, arrival: Arrival) -> Stored:
         """Store and commit the raw message. Raises StorageError if it could not commit."""
+        [stored] = self.receive_many([(raw, arrival)])
+        return stored
+
+    def receive_many(
+        self,
+        items: Sequence[tuple[bytes, Arrival]],
+        also: Callable[[Session], None] | None = None,
+    ) -> list[Stored]:
+        """Store several messages in one transaction (one fsync), plus ``also``'s writes.
+
+        The IMAP poller passes its checkpoint update as ``also``, so the checkpoint moves if
+        and only if the messages it covers are committed.
+        """
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
                 with translate_db_errors(), self.sessions.begin() as session:
-                    stored = store_raw(session, raw, arrival, self.clock())
+                    now = self.clock()
+                    stored = [store_raw(session, raw, arrival, now) for raw, arrival in items]
+                    if also is not None:
+                        also(session)
             except IntegrityError:
                 # Another writer stored the same bytes or UID between our read and our
-                # insert; the next attempt sees its row and records a repeat instead.
+                # insert; the next attempt sees its rows and records repeats instead.
                 if attempt == STORE_ATTEMPTS:
-                    raise StorageError("could not store message: conflicting writers") from None
+                    raise StorageError("could not store messages: conflicting writers") from None
                 continue
-            event = "message stored" if stored.new else "message seen again"
-            log.info(
-                event,
+            self._log_stored(items, stored)
+            return stored
+        raise AssertionError("unreachable")
+
+    def _log_stored(self, items: Sequence[tuple[bytes, Arrival]], stored: list[Stored]) -> None:
+        for (raw, arrival), result in zip(items, stored, strict=True):
+            log.log(
+                logging.INFO if len(items) == 1 else logging.DEBUG,
+                "message stored" if result.new else "message seen again",
                 extra=fields(
-                    id=stored.message_pk,
-                    sha256=stored.sha256[:16],
+                    id=result.message_pk,
+                    sha256=result.sha256[:16],
                     size=len(raw),
                     channel=arrival.channel,
                 ),
             )
-            return stored
-        raise AssertionError("unreachable")
+
+    def pending(
+        self,
+        limit: int = 1000,
+        *,
+        older_than: datetime | None = None,
+        partition: tuple[int, int] = (0, 1),
+    ) -> list[int]:
+        """Ids of messages stored but not processed (a crash, or processing deferred).
+
+        ``partition=(k, n)`` selects ids with ``id % n == k``, so n workers share the backlog
+        without ever processing the same message twice at once.
+        """
+        index, count = partition
+        query = select(Message.id).where(Message.status == "received").order_by(Message.id)
+        if count > 1:
+            query = query.where(Message.id % count == index)
+        if older_than is not None:
+            query = query.where(Message.first_received_at < older_than)
+        with translate_db_errors(), self.sessions() as session:
+            return list(session.scalars(query.limit(limit)))
+
+    def process_pending(
+        self, *, older_than: datetime | None = None, partition: tuple[int, int] = (0, 1)
+    ) -> int:
+        """Process every message left in 'received'; returns how many were processed."""
+        done = 0
+        while batch := self.pending(older_than=older_than, partition=partition):
+            for message_pk in batch:
+                self.process(message_pk)
+            done += len(batch)
+        return done
 
     def process(self, message_pk: int) -> Outcome:
         """Run the stages. Message problems end in quarantine; only an unavailable store raises.
@@ -125,6 +179,9 @@ class Intake:
         return stored
 
     def _quarantine(self, session: Session, message: Message, exc: Exception) -> Outcome:
+        # The failed stages were rolled back; the basic headers (a total function) still let
+        # the secretariat see what the quarantined message is.
+        record_headers(session, message, session.get_one(Blob, message.sha256).data)
         error = clean_text(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
         message.status = "quarantined"
         message.error = error

@@ -1,23 +1,29 @@
 """IMAP poller: fetch new messages by UID and push them through the intake pipeline.
 
-Messages are read with BODY.PEEK[] so \\Seen is never set, and selected read-only unless the
-account asks to flag or move stored messages. The checkpoint (UIDVALIDITY, highest UID) is only
-an optimisation: storage is keyed on UIDVALIDITY+UID and on the bytes' hash, so fetching a UID
-again (after a crash, or a UIDVALIDITY reset that forces a rescan) stores nothing twice.
+Messages are read with BODY.PEEK[] so \\Seen is never set, and folders are selected read-only
+unless the account asks to flag or move stored messages. Each batch of messages is committed in
+one transaction together with the checkpoint (UIDVALIDITY, highest UID), and only then flagged or
+moved. Storage is keyed on UIDVALIDITY+UID and on the bytes' hash, so fetching a UID again (after
+a crash, a dropped connection, a second poller, or a UIDVALIDITY reset that forces a rescan)
+stores nothing twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import imapclient
 from imapclient.exceptions import IMAPClientError
+from sqlalchemy.orm import Session
 
 from mailflow import imap
 from mailflow.errors import ImapError, MailflowError, StorageError
+from mailflow.imap_fetch import fetch_batches
 from mailflow.intake import Intake
 from mailflow.logs import fields
 from mailflow.settings import ImapAccountSettings
@@ -26,46 +32,58 @@ from mailflow.store.checkpoints import Checkpoint
 from mailflow.store.messages import Arrival
 
 log = logging.getLogger(__name__)
-MAX_BACKOFF_SECONDS = 900
+FIRST_BACKOFF_SECONDS = 2.0
+MAX_BACKOFF_SECONDS = 900.0
+IDLE_MAX_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
+IDLE_CHECK_SECONDS = 1.0  # how quickly a stop request interrupts IDLE
 STORED_FLAG = b"$MailflowStored"
+NEW_MAIL = frozenset({b"EXISTS", b"RECENT"})
 
 
 class ImapPoller:
     def __init__(
-        self, account: ImapAccountSettings, intake: Intake, clock: Callable[[], datetime]
+        self,
+        account: ImapAccountSettings,
+        intake: Intake,
+        clock: Callable[[], datetime],
+        *,
+        defer_processing: bool = False,
     ) -> None:
         self.account = account
         self.intake = intake
         self.clock = clock
+        self.defer_processing = defer_processing
 
     def poll_once(self) -> int:
         """One pass over every folder; returns how many new messages were stored."""
-        try:
-            with imap.session(self.account) as client:
-                return sum(self._poll_folder(client, folder) for folder in self.account.folders)
-        except (ImapError, StorageError) as exc:
-            self._record_error(str(exc))
-            raise
-        except (OSError, IMAPClientError) as exc:
-            error = f"IMAP account {self.account.name!r}: {type(exc).__name__}: {exc}"
-            self._record_error(error)
-            raise ImapError(error) from None
+        with self._errors_recorded(), imap.session(self.account) as client:
+            return self._pass(client)
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set; failures back off, and never end the loop."""
-        delay = self.account.poll_interval_seconds
+        """Poll until ``stop`` is set: IDLE where the server has it, else sleep between passes.
+
+        Any failure closes the connection and reconnects after an exponential backoff; it never
+        ends the loop, and it never affects another account's poller.
+        """
+        backoff = FIRST_BACKOFF_SECONDS
         while not stop.is_set():
             try:
-                count = self.poll_once()
-                delay = self.account.poll_interval_seconds
-                log.info("poll done", extra=fields(account=self.account.name, new=count))
+                with self._errors_recorded(), imap.session(self.account) as client:
+                    while not stop.is_set():
+                        count = self._pass(client)
+                        backoff = FIRST_BACKOFF_SECONDS
+                        log.info("poll done", extra=fields(account=self.account.name, new=count))
+                        self._wait(client, stop)
             except MailflowError as exc:
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 log.error(
                     "poll failed",
-                    extra=fields(account=self.account.name, error=str(exc), retry_in=delay),
+                    extra=fields(account=self.account.name, error=str(exc), retry_in=backoff),
                 )
-            stop.wait(delay)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _pass(self, client: imapclient.IMAPClient) -> int:
+        return sum(self._poll_folder(client, folder) for folder in self.account.folders)
 
     def _poll_folder(self, client: imapclient.IMAPClient, folder: str) -> int:
         readonly = self.account.after_commit == "none"
@@ -74,43 +92,87 @@ class ImapPoller:
         with self.intake.sessions.begin() as session:
             mark = checkpoints.load(session, self.account.name, folder)
         last_uid = mark.last_uid if mark and mark.uidvalidity == uidvalidity else 0
-        if mark and mark.uidvalidity != uidvalidity:
+        if mark and mark.uidvalidity not in (uidvalidity, 0):
             log.warning(
                 "UIDVALIDITY changed, rescanning",
-                extra=fields(
-                    account=self.account.name, folder=folder, old=mark.uidvalidity, new=uidvalidity
-                ),
+                extra=fields(account=self.account.name, folder=folder, new=uidvalidity),
             )
         # "N:*" always matches the highest UID, even when it is below N.
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         stored = 0
-        for batch in _chunks(uids, self.account.batch_size):
-            stored += self._fetch_batch(client, folder, uidvalidity, batch)
+        remaining = len(uids)
+        for batch in fetch_batches(client, uids, self.account.batch_size):
+            remaining -= len(batch)
+            stored += self._store_batch(client, folder, uidvalidity, batch, remaining)
+        self._mark_done(folder, Checkpoint(uidvalidity, uids[-1] if uids else last_uid))
         return stored
 
-    def _fetch_batch(
-        self, client: imapclient.IMAPClient, folder: str, uidvalidity: int, batch: list[int]
+    def _store_batch(
+        self,
+        client: imapclient.IMAPClient,
+        folder: str,
+        uidvalidity: int,
+        batch: list[tuple[int, bytes]],
+        remaining: int,
     ) -> int:
-        response = client.fetch(batch, ["BODY.PEEK[]"])
-        stored = 0
-        for uid in batch:
-            item = response.get(uid)
-            if item is None or b"BODY[]" not in item:
-                continue  # expunged between SEARCH and FETCH
-            arrival = Arrival("imap", self.account.name, folder, uidvalidity, uid)
-            stored += self.intake.accept(bytes(item[b"BODY[]"]), arrival).new
-        with self.intake.sessions.begin() as session:
+        items = [
+            (raw, Arrival("imap", self.account.name, folder, uidvalidity, uid))
+            for uid, raw in batch
+        ]
+        mark = Checkpoint(uidvalidity, batch[-1][0])
+
+        def advance(session: Session) -> None:
             checkpoints.save(
-                session, self.account.name, folder, Checkpoint(uidvalidity, batch[-1]), self.clock()
+                session, self.account.name, folder, mark, self.clock(), backlog=remaining
             )
-        self._after_commit(client, batch)
-        return stored
+
+        stored = self.intake.receive_many(items, also=advance)
+        self._after_commit(client, [uid for uid, _ in batch])
+        if not self.defer_processing:
+            for result in stored:
+                if result.new:
+                    self.intake.process(result.message_pk)
+        return sum(result.new for result in stored)
+
+    def _mark_done(self, folder: str, mark: Checkpoint) -> None:
+        with self.intake.sessions.begin() as session:
+            checkpoints.save(session, self.account.name, folder, mark, self.clock(), backlog=0)
 
     def _after_commit(self, client: imapclient.IMAPClient, uids: list[int]) -> None:
         if self.account.after_commit == "flag":
-            client.add_flags(uids, [STORED_FLAG])
+            client.add_flags(uids, [STORED_FLAG], silent=True)
         elif self.account.after_commit == "move":
             client.move(uids, self.account.move_to)
+
+    def _wait(self, client: imapclient.IMAPClient, stop: threading.Event) -> None:
+        """Until new mail (IDLE) or the poll interval passes, whichever is first."""
+        interval = self.account.poll_interval_seconds
+        if b"IDLE" not in client.capabilities():
+            stop.wait(interval)
+            return
+        client.select_folder(self.account.folders[0], readonly=True)
+        deadline = time.monotonic() + min(interval, IDLE_MAX_SECONDS)
+        client.idle()
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
+                if any(len(item) > 1 and item[1] in NEW_MAIL for item in responses):
+                    return
+        finally:
+            client.idle_done()
+
+    @contextlib.contextmanager
+    def _errors_recorded(self) -> Iterator[None]:
+        """Translate connection failures to ImapError and remember them for `status`."""
+        try:
+            yield
+        except (ImapError, StorageError) as exc:
+            self._record_error(str(exc))
+            raise
+        except (OSError, IMAPClientError) as exc:
+            error = f"IMAP account {self.account.name!r}: {type(exc).__name__}: {exc}"
+            self._record_error(error)
+            raise ImapError(error) from None
 
     def _record_error(self, error: str) -> None:
         try:
@@ -118,10 +180,5 @@ class ImapPoller:
                 checkpoints.record_error(
                     session, self.account.name, self.account.folders, error, self.clock()
                 )
-        except Exception:
+        except Exception:  # the store may be the thing that failed
             log.exception("could not record poll error", extra=fields(account=self.account.name))
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -11,11 +11,13 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.errors import MailflowError
 from mailflow.intake import Intake, utcnow
 from mailflow.logs import fields
 from mailflow.outbox import MaildirOutbox
@@ -27,6 +29,8 @@ from mailflow.store.engine import make_engine, session_factory
 
 log = logging.getLogger(__name__)
 THREAD_JOIN_SECONDS = 35.0
+SWEEP_INTERVAL = timedelta(seconds=60)
+SWEEP_GRACE = timedelta(seconds=60)
 
 
 @dataclass
@@ -60,8 +64,30 @@ def prepare_database(app: App) -> None:
         migrate.check_current(app.engine)
 
 
-def pollers(app: App) -> list[ImapPoller]:
-    return [ImapPoller(account, app.intake, utcnow) for account in app.settings.imap_accounts]
+def pollers(app: App, *, defer_processing: bool = False) -> list[ImapPoller]:
+    return [
+        ImapPoller(account, app.intake, utcnow, defer_processing=defer_processing)
+        for account in app.settings.imap_accounts
+    ]
+
+
+def sweep_pending(app: App, stop: threading.Event, started_at: datetime) -> None:
+    """Process what a crash or an outage left in 'received'; then keep an eye out for more.
+
+    Messages newer than SWEEP_GRACE are left to the channel that received them, which is
+    processing them right now.
+    """
+    older_than = started_at
+    while True:
+        try:
+            count = app.intake.process_pending(older_than=older_than)
+            if count:
+                log.info("processed pending messages", extra=fields(count=count))
+        except MailflowError as exc:
+            log.error("processing pending messages failed", extra=fields(error=str(exc)))
+        if stop.wait(SWEEP_INTERVAL.total_seconds()):
+            return
+        older_than = utcnow() - SWEEP_GRACE
 
 
 async def serve(
@@ -90,9 +116,14 @@ async def serve(
         )
         for poller in pollers(app)
     ]
+    threads.append(
+        threading.Thread(
+            target=sweep_pending, args=(app, poll_stop, utcnow()), name="sweeper", daemon=True
+        )
+    )
     for thread in threads:
         thread.start()
-    _log_started(settings, enabled=server is not None, accounts=len(threads))
+    _log_started(settings, enabled=server is not None, accounts=len(app.settings.imap_accounts))
     if started is not None:
         started.set()
     try:

@@ -86,7 +86,8 @@ def test_failing_stage_quarantines_and_rolls_back(tmp_path: Path, db_url: str) -
             message = session.get_one(Message, stored.message_pk)
             assert message.status == "quarantined"
             assert message.error == "RecursionError: maximum recursion depth exceeded"
-            assert message.subject is None  # the stage's partial write was rolled back
+            # The stage's partial write was rolled back; the basic headers are still recorded.
+            assert message.subject == "Report an MP in danger: Jane Doe"
             assert session.get_one(Blob, message.sha256).data == RAW  # raw bytes kept
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.headers import clean_text
@@ -26,15 +25,28 @@ def load(session: Session, account: str, folder: str) -> Checkpoint | None:
 
 
 def save(
-    session: Session, account: str, folder: str, checkpoint: Checkpoint, now: datetime
+    session: Session,
+    account: str,
+    folder: str,
+    checkpoint: Checkpoint,
+    now: datetime,
+    *,
+    backlog: int | None = None,
 ) -> None:
+    """Move the mark forward; never back, unless UIDVALIDITY changed (a rescan)."""
     row = session.get(ImapCheckpoint, (account, folder))
     if row is None:
-        row = ImapCheckpoint(account=account, folder=folder)
+        row = ImapCheckpoint(account=account, folder=folder, uidvalidity=0, last_uid=0)
         session.add(row)
-    row.uidvalidity = checkpoint.uidvalidity
-    row.last_uid = checkpoint.last_uid
+    if row.uidvalidity == checkpoint.uidvalidity:
+        # A second poller on the same folder may have gone further already.
+        row.last_uid = max(row.last_uid, checkpoint.last_uid)
+    else:
+        row.uidvalidity = checkpoint.uidvalidity
+        row.last_uid = checkpoint.last_uid
     row.last_success_at = now
+    if backlog is not None:
+        row.backlog = backlog
 
 
 def record_error(
@@ -48,11 +60,3 @@ def record_error(
             session.add(row)
         row.last_error = clean_text(error, 2000)
         row.last_error_at = now
-
-
-def all_checkpoints(session: Session) -> list[ImapCheckpoint]:
-    return list(
-        session.scalars(
-            select(ImapCheckpoint).order_by(ImapCheckpoint.account, ImapCheckpoint.folder)
-        )
-    )

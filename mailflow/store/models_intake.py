@@ -139,6 +139,9 @@ class ImapCheckpoint(Base):
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None]
+    # Messages on the server above `last_uid` when the last pass started or stopped: what is
+    # still to fetch. `None` until a pass has looked.
+    backlog: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Attachment(Base):
