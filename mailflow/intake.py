@@ -22,7 +22,7 @@ from mailflow.headers import basic_headers, clean_text
 from mailflow.logs import fields
 from mailflow.parsing import parse_mime
 from mailflow.store.engine import translate_db_errors
-from mailflow.store.messages import Arrival, Stored, store_raw
+from mailflow.store.messages import Arrival, Stored, store_many
 from mailflow.store.models import Blob, Message
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Intake:
             try:
                 with translate_db_errors(), self.sessions.begin() as session:
                     now = self.clock()
-                    stored = [store_raw(session, raw, arrival, now) for raw, arrival in items]
+                    stored = store_many(session, items, now)
                     if also is not None:
                         also(session)
             except IntegrityError:

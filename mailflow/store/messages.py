@@ -1,7 +1,8 @@
 """Store raw messages and their provenance: the first, durable step of intake.
 
 Keys: the sha256 of the bytes (the same bytes are one message however often they arrive) and,
-for IMAP, (account, mailbox, UIDVALIDITY, UID), so fetching the same UID again is a no-op.
+for IMAP, (account, mailbox, UIDVALIDITY, UID), so fetching the same UID again is a no-op; for
+files, the path (see mailflow.backfill), so ingesting the same file again is a no-op too.
 A different message reusing a Message-ID is a different row: Message-ID is indexed, not unique.
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from mailflow.headers import basic_headers, clean_text
@@ -51,38 +53,87 @@ def sha256_of(raw: bytes) -> str:
 
 
 def store_raw(session: Session, raw: bytes, arrival: Arrival, now: datetime) -> Stored:
-    """Add the message and its arrival to the session; the caller commits.
+    """Add one message and its arrival to the session's transaction; the caller commits."""
+    [stored] = store_many(session, [(raw, arrival)], now)
+    return stored
 
-    Two writers storing the same new bytes at once make the second commit fail on the unique
-    sha256; the caller retries in a new transaction and then takes the repeat path.
+
+def store_many(
+    session: Session, items: Sequence[tuple[bytes, Arrival]], now: datetime
+) -> list[Stored]:
+    """Add messages and their arrivals to the session's transaction; the caller commits.
+
+    New messages are written with a few multi-row statements rather than one ORM flush each:
+    durable intake must keep up with a mailbox of thousands of messages. Two writers storing
+    the same new bytes at once make one commit fail on the unique sha256; the caller retries
+    in a new transaction, which then takes the repeat path.
     """
-    digest = sha256_of(raw)
-    existing = session.scalar(select(Message).where(Message.sha256 == digest))
-    if existing is not None:
-        if not _seen_uid(session, arrival):
-            # One UPDATE, not read-modify-write: concurrent repeats must not lose a count.
-            session.execute(
-                update(Message)
-                .where(Message.id == existing.id)
-                .values(times_received=Message.times_received + 1, last_received_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            session.add(_source(existing.id, arrival, now))
-        return Stored(existing.id, digest, new=False)
-    if session.get(Blob, digest) is None:
-        session.add(Blob(sha256=digest, size=len(raw), data=raw, created_at=now))
-    message = Message(
-        sha256=digest,
-        message_id=basic_headers(raw).message_id,
-        status="received",
-        first_received_at=now,
-        last_received_at=now,
-        times_received=1,
+    digests = [sha256_of(raw) for raw, _ in items]
+    known: dict[str, int] = {
+        digest: pk
+        for digest, pk in session.execute(
+            select(Message.sha256, Message.id).where(Message.sha256.in_(set(digests)))
+        )
+    }
+    first: dict[str, int] = {}  # digest -> index of its first new occurrence in this batch
+    for index, digest in enumerate(digests):
+        if digest not in known and digest not in first:
+            first[digest] = index
+    known.update(_insert_new(session, [(items[i][0], digests[i]) for i in first.values()], now))
+    results, sources = [], []
+    for index, ((_, arrival), digest) in enumerate(zip(items, digests, strict=True)):
+        pk = known[digest]
+        if first.get(digest) == index:
+            sources.append(_source(pk, arrival, now))
+            results.append(Stored(pk, digest, new=True))
+        else:
+            _repeat(session, pk, arrival, now)
+            results.append(Stored(pk, digest, new=False))
+    if sources:
+        session.execute(insert(MessageSource), sources)
+    return results
+
+
+def _insert_new(session: Session, new: list[tuple[bytes, str]], now: datetime) -> dict[str, int]:
+    if not new:
+        return {}
+    digests = [digest for _, digest in new]
+    # An attachment or decision document may already hold these bytes.
+    present = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(digests))))
+    blobs = [
+        {"sha256": digest, "size": len(raw), "data": raw, "created_at": now}
+        for raw, digest in new
+        if digest not in present
+    ]
+    if blobs:
+        session.execute(insert(Blob), blobs)
+    rows = [
+        {
+            "sha256": digest,
+            "message_id": basic_headers(raw).message_id,
+            "status": "received",
+            "first_received_at": now,
+            "last_received_at": now,
+            "times_received": 1,
+        }
+        for raw, digest in new
+    ]
+    created = session.execute(insert(Message).returning(Message.sha256, Message.id), rows)
+    return {digest: pk for digest, pk in created}
+
+
+def _repeat(session: Session, message_pk: int, arrival: Arrival, now: datetime) -> None:
+    """The same bytes again: count the arrival, unless it is the same UID or file again."""
+    if _seen_uid(session, arrival) or _seen_path(session, arrival, message_pk):
+        return
+    # One UPDATE, not read-modify-write: concurrent repeats must not lose a count.
+    session.execute(
+        update(Message)
+        .where(Message.id == message_pk)
+        .values(times_received=Message.times_received + 1, last_received_at=now)
+        .execution_options(synchronize_session=False)
     )
-    session.add(message)
-    session.flush()
-    session.add(_source(message.id, arrival, now))
-    return Stored(message.id, digest, new=True)
+    session.execute(insert(MessageSource), [_source(message_pk, arrival, now)])
 
 
 def _seen_uid(session: Session, arrival: Arrival) -> bool:
@@ -99,23 +150,42 @@ def _seen_uid(session: Session, arrival: Arrival) -> bool:
     return found is not None
 
 
-def _source(message_pk: int, arrival: Arrival, now: datetime) -> MessageSource:
-    return MessageSource(
-        message_pk=message_pk,
-        channel=arrival.channel,
-        account=arrival.account,
-        mailbox=arrival.mailbox,
-        uidvalidity=arrival.uidvalidity,
-        uid=arrival.uid,
-        smtp_session=arrival.smtp_session,
-        smtp_peer=arrival.smtp_peer,
-        envelope_from=_clean_optional(arrival.envelope_from),
-        envelope_to=json.dumps([clean_text(to, 320) for to in arrival.envelope_to])
+def _seen_path(session: Session, arrival: Arrival, message_pk: int) -> bool:
+    """These bytes were already ingested from this file (a backfill run again).
+
+    Keyed on the message too: a file whose content changed is a different arrival.
+    """
+    if arrival.channel != "file" or arrival.path is None:
+        return False
+    found = session.scalar(
+        select(MessageSource.id)
+        .where(
+            MessageSource.message_pk == message_pk,
+            MessageSource.channel == "file",
+            MessageSource.path == arrival.path,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def _source(message_pk: int, arrival: Arrival, now: datetime) -> dict[str, Any]:
+    return {
+        "message_pk": message_pk,
+        "channel": arrival.channel,
+        "account": arrival.account,
+        "mailbox": arrival.mailbox,
+        "uidvalidity": arrival.uidvalidity,
+        "uid": arrival.uid,
+        "smtp_session": arrival.smtp_session,
+        "smtp_peer": arrival.smtp_peer,
+        "envelope_from": _clean_optional(arrival.envelope_from),
+        "envelope_to": json.dumps([clean_text(to, 320) for to in arrival.envelope_to])
         if arrival.envelope_to
         else None,
-        path=arrival.path,
-        received_at=now,
-    )
+        "path": arrival.path,
+        "received_at": now,
+    }
 
 
 def _clean_optional(text: str | None) -> str | None:
