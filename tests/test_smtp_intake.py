@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, select, text
 
+from mailflow.service import App
 from mailflow.store.models import Message, MessageSource
+from tests.servers.ports import wait_until
 from tests.support import message_count, migrated_app, running, send, settings_for
 
 RAW = b"From: r@example.org\r\nSubject: threat\r\nMessage-ID: <s1@example.org>\r\n\r\nhelp\r\n"
@@ -69,11 +71,16 @@ def test_lmtp_answers_once_per_recipient(tmp_path: Path) -> None:
             code, reply = client.getreply()
         assert refused == {}
         assert code == 250 and reply.startswith(b"2.0.0 OK: stored as")
+        # Processing runs after the 250, in the background.
+        assert wait_until(lambda: _status(app) == "processed", timeout=10)
         with app.sessions() as session:
-            message = session.scalars(select(Message)).one()
-            assert message.status == "processed"
             source = session.scalars(select(MessageSource)).one()
             assert source.channel == "lmtp"
+
+
+def _status(app: App) -> str:
+    with app.sessions() as session:
+        return session.scalars(select(Message.status)).one()
 
 
 class _writes_refused:
