@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mailflow import __version__, config, logs
 from mailflow.cli_admin import cmd_config, cmd_init, cmd_status
+from mailflow.cli_intake import cmd_ingest, cmd_quarantine
 from mailflow.errors import ConfigError, MailflowError
 from mailflow.processing import process_all
 from mailflow.service import build, pollers, prepare_database, safe_url, serve
@@ -224,7 +225,32 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="show messages by state and each IMAP account's progress"
     )
     p.set_defaults(handler=cmd_status)
+    _intake_commands(sub, common)
     return parser
+
+
+def _intake_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    p = sub.add_parser(
+        "ingest", parents=[common], help="store .eml files, Maildirs and mbox files (backfill)"
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser(
+        "quarantine", parents=[common], help="list, show or retry messages that failed processing"
+    )
+    qsub = p.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+    qsub.add_parser("list", parents=[common], help="id, time, size, error and subject of each")
+    q = qsub.add_parser("show", parents=[common], help="one message: error, arrivals, headers")
+    q.add_argument("id", type=int, metavar="ID")
+    q.add_argument("--raw", action="store_true", help="write the raw message bytes to stdout")
+    q = qsub.add_parser("retry", parents=[common], help="run the processing stages again")
+    which = q.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID", help="message ids")
+    which.add_argument("--all", action="store_true", help="every quarantined message")
+    p.set_defaults(handler=cmd_quarantine)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import re
 import shlex
+import ssl
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -18,9 +19,15 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from mailflow.errors import ConfigError
-from mailflow.secret import Secret
-from mailflow.settings import ACCOUNT_LIST, SECTIONS, ImapAccountSettings, Settings
+from mailflow.errors import ConfigError, SecretError
+from mailflow.secret import Secret, read_secret_file
+from mailflow.settings import (
+    ACCOUNT_LIST,
+    SECTIONS,
+    ImapAccountSettings,
+    Settings,
+    SmtpIntakeSettings,
+)
 
 ENV_PREFIX = "MAILFLOW_"
 # Variables mailflow reads that are not key overrides.
@@ -210,15 +217,13 @@ def _secret_from_env(name: str, dotted: str, out: _Collector) -> Secret | None:
 
 
 def _secret_from_file(path: Path, dotted: str, out: _Collector) -> Secret | None:
+    """Checked now so `config check` reports a missing file, but read again at every use."""
     try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        out.error(dotted, f"cannot read {path}: {exc.strerror}")
+        read_secret_file(path)
+    except SecretError as exc:
+        out.error(dotted, exc.message)
         return None
-    if not value:
-        out.error(dotted, f"{path} is empty")
-        return None
-    return Secret(f"file {path}", value)
+    return Secret(f"file {path}", path=path)
 
 
 def is_secret(kind: Any) -> bool:
@@ -292,6 +297,7 @@ def _check_semantics(settings: Settings, out: _Collector) -> None:
     for address in intake.recipients:
         if "@" not in address:
             out.error("smtp_intake.recipients", f"{address!r} is not an e-mail address")
+    _check_intake_security(intake, out)
     relay = settings.outbound
     if relay.relay_host and relay.relay_security == "none" and not _loopback(relay.relay_host):
         out.error(
@@ -308,6 +314,73 @@ def _check_semantics(settings: Settings, out: _Collector) -> None:
     names: set[str] = set()
     for index, account in enumerate(settings.imap_accounts):
         _check_account(index, account, names, out)
+
+
+def _check_intake_security(intake: SmtpIntakeSettings, out: _Collector) -> None:
+    """STARTTLS and AUTH settings that would silently leave the intake less safe than asked."""
+    cert, key = (str(path) not in ("", ".") for path in (intake.tls_cert, intake.tls_key))
+    if cert != key:
+        present, missing = ("tls_cert", "tls_key") if cert else ("tls_key", "tls_cert")
+        out.error(f"smtp_intake.{missing}", f"is required when {present} is set")
+    elif cert:
+        _check_tls_files(intake.tls_cert, intake.tls_key, out)
+    # aiosmtpd ignores require_starttls without a certificate; refuse instead of running open.
+    if intake.require_starttls and not cert:
+        out.error("smtp_intake.require_starttls", "needs tls_cert and tls_key")
+    if intake.auth_username and intake.auth_password is None:
+        out.error(
+            "smtp_intake.auth_password",
+            "missing secret",
+            "set MAILFLOW_SMTP_INTAKE_AUTH_PASSWORD or smtp_intake.auth_password_file",
+        )
+    if intake.auth_password is not None and not intake.auth_username:
+        out.error(
+            "smtp_intake.auth_username",
+            "is required when auth_password is set",
+            "set it, or unset the password to accept mail without AUTH",
+        )
+    if intake.auth_username and not cert and not _loopback(intake.host):
+        # AUTH is only offered over TLS off loopback: every message would be refused.
+        out.error(
+            "smtp_intake.auth_username",
+            "AUTH on a non-loopback address needs TLS",
+            "set smtp_intake.tls_cert and smtp_intake.tls_key",
+        )
+
+
+def _check_tls_files(cert: Path, key: Path, out: _Collector) -> None:
+    readable = True
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            out.error(f"smtp_intake.{name}", f"cannot read {path}: {exc.strerror}")
+            readable = False
+    if not readable:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_verify_locations(cafile=cert)
+    except ssl.SSLError:
+        out.error("smtp_intake.tls_cert", f"{cert} holds no PEM certificate")
+        return
+    try:
+        # A password callback, so an encrypted key fails here instead of prompting on a tty.
+        context.load_cert_chain(cert, key, password=_no_key_password)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            out.error("smtp_intake.tls_key", f"{key} is not the key of {cert}")
+        else:
+            # OpenSSL says only "PEM lib" here: a file of another kind, or a passphrase.
+            out.error(
+                "smtp_intake.tls_key",
+                f"{key} is not a PEM private key without a passphrase",
+                f"write one with: openssl pkey -in {key} -out new.key",
+            )
+
+
+def _no_key_password() -> str:
+    return ""
 
 
 def _check_account(
@@ -330,6 +403,16 @@ def _check_account(
     if getattr(account, secret_key) is None:
         env = f"{ENV_PREFIX}IMAP_{_env_token(account.name)}_{secret_key.upper()}"
         out.error(f"{prefix}.{secret_key}", "missing secret", f"set {env} or {secret_key}_file")
+    if str(account.tls_ca_file) not in ("", "."):
+        try:
+            ssl.create_default_context(cafile=account.tls_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            out.error(
+                f"{prefix}.tls_ca_file",
+                f"cannot load CA certificates from {account.tls_ca_file}: "
+                f"{getattr(exc, 'strerror', None) or exc}",
+                "give a readable PEM file with the CA certificate(s)",
+            )
     if account.after_commit == "move" and not account.move_to:
         out.error(f"{prefix}.move_to", "is required when after_commit = 'move'")
     if account.batch_size < 1 or account.poll_interval_seconds < 1:

@@ -1,7 +1,8 @@
 """IMAP adapter (imapclient): connect, secure and log in, translating failures to ImapError.
 
 TLS is the default. With security = "starttls" a server that does not offer STARTTLS, or a
-failed handshake, is an error: there is never a silent fallback to plaintext.
+failed handshake, is an error: there is never a silent fallback to plaintext. Certificates are
+verified against the system's CAs, or against the context the caller passes (``tls_context``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,30 @@ import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import imapclient
 from imapclient.exceptions import IMAPClientError
 
-from mailflow.errors import ImapError, SecretError
+from mailflow.errors import ConfigError, ImapError, SecretError
 from mailflow.settings import ImapAccountSettings
 
 TIMEOUT_SECONDS = 30.0
+
+
+def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """A verifying client context: the system's CAs, or only ``ca_file`` (a private CA)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load CA certificates from {ca_file}: {_reason(exc)}",
+            hint="give a readable PEM file with the CA certificate(s)",
+        ) from None
+
+
+def _ca_file(account: ImapAccountSettings) -> Path | None:
+    return account.tls_ca_file if str(account.tls_ca_file) not in ("", ".") else None
 
 
 def connect(
@@ -26,7 +43,7 @@ def connect(
 ) -> imapclient.IMAPClient:
     """A logged-in client. The caller logs out (see ``session``)."""
     where = f"IMAP account {account.name!r} ({account.host}:{account.port})"
-    context = ssl_context or ssl.create_default_context()
+    context = ssl_context or tls_context(_ca_file(account))
     try:
         client = imapclient.IMAPClient(
             account.host,
@@ -37,24 +54,27 @@ def connect(
         )
     except (OSError, IMAPClientError) as exc:
         raise ImapError(
-            f"{where}: cannot connect: {_reason(exc)}", hint="check host, port and security"
+            f"{where}: cannot connect: {_reason(exc)}",
+            hint=_hint(exc) or "check host, port and security",
         ) from None
     try:
         if account.security == "starttls":
-            client.starttls(context)
+            _starttls(client, context, where)
         _login(client, account)
-    except SecretError:
+    except (SecretError, ImapError):
         _close(client)
         raise
-    except (OSError, IMAPClientError, ssl.SSLError) as exc:
+    except (OSError, IMAPClientError) as exc:  # ssl.SSLError is an OSError
         _close(client)
         raise ImapError(f"{where}: {_reason(exc)}", hint=_hint(exc)) from None
     return client
 
 
 @contextmanager
-def session(account: ImapAccountSettings) -> Iterator[imapclient.IMAPClient]:
-    client = connect(account)
+def session(
+    account: ImapAccountSettings, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[imapclient.IMAPClient]:
+    client = connect(account, ssl_context)
     try:
         yield client
     finally:
@@ -67,6 +87,17 @@ def check_folders(client: imapclient.IMAPClient, account: ImapAccountSettings) -
         return [folder for folder in account.folders if not client.folder_exists(folder)]
     except (OSError, IMAPClientError) as exc:
         raise ImapError(f"IMAP account {account.name!r}: {_reason(exc)}") from None
+
+
+def _starttls(client: imapclient.IMAPClient, context: ssl.SSLContext, where: str) -> None:
+    # Checked before anything else is sent: without STARTTLS the only way on would be to log
+    # in in clear, which is exactly what an attacker stripping the capability wants.
+    if b"STARTTLS" not in client.capabilities():
+        raise ImapError(
+            f"{where}: the server does not offer STARTTLS; not logging in without TLS",
+            hint="use security = 'tls' (port 993), or enable STARTTLS on the server",
+        )
+    client.starttls(context)
 
 
 def _login(client: imapclient.IMAPClient, account: ImapAccountSettings) -> None:
@@ -91,6 +122,8 @@ def _close(client: imapclient.IMAPClient) -> None:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS failed: certificate not trusted ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
         return f"TLS failed ({exc.reason or exc})"
     if isinstance(exc, OSError) and exc.strerror:
@@ -105,8 +138,11 @@ def _reason(exc: BaseException) -> str:
 def _hint(exc: BaseException) -> str | None:
     if isinstance(exc, imapclient.exceptions.LoginError):
         return "check the username and the password (or token)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            "the server's certificate was refused: check the host name, and that the "
+            "certificate is issued by a CA this host trusts (a private CA must be trusted)"
+        )
     if isinstance(exc, ssl.SSLError):
-        return "the server's certificate or TLS setup was refused"
-    if "STARTTLS" in str(exc).upper():
-        return "the server does not offer STARTTLS; use security = 'tls' on port 993"
+        return "the TLS handshake failed: check port and security ('tls' is 993, 'starttls' 143)"
     return None

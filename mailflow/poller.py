@@ -22,13 +22,14 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy.orm import Session
 
 from mailflow import imap
-from mailflow.errors import ImapError, MailflowError, StorageError
+from mailflow.errors import ImapError, MailflowError
 from mailflow.imap_fetch import fetch_batches
 from mailflow.intake import Intake
 from mailflow.logs import fields
 from mailflow.settings import ImapAccountSettings
 from mailflow.store import checkpoints
 from mailflow.store.checkpoints import Checkpoint
+from mailflow.store.engine import translate_db_errors
 from mailflow.store.messages import Arrival
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ImapPoller:
         readonly = self.account.after_commit == "none"
         info = client.select_folder(folder, readonly=readonly)
         uidvalidity = int(info[b"UIDVALIDITY"])
-        with self.intake.sessions.begin() as session:
+        with translate_db_errors(), self.intake.sessions.begin() as session:
             mark = checkpoints.load(session, self.account.name, folder)
         last_uid = mark.last_uid if mark and mark.uidvalidity == uidvalidity else 0
         if mark and mark.uidvalidity not in (uidvalidity, 0):
@@ -135,7 +136,7 @@ class ImapPoller:
         return sum(result.new for result in stored)
 
     def _mark_done(self, folder: str, mark: Checkpoint) -> None:
-        with self.intake.sessions.begin() as session:
+        with translate_db_errors(), self.intake.sessions.begin() as session:
             checkpoints.save(session, self.account.name, folder, mark, self.clock(), backlog=0)
 
     def _after_commit(self, client: imapclient.IMAPClient, uids: list[int]) -> None:
@@ -166,7 +167,7 @@ class ImapPoller:
         """Translate connection failures to ImapError and remember them for `status`."""
         try:
             yield
-        except (ImapError, StorageError) as exc:
+        except MailflowError as exc:  # includes a failing token command (SecretError)
             self._record_error(str(exc))
             raise
         except (OSError, IMAPClientError) as exc:

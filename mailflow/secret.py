@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mailflow.errors import SecretError
 
@@ -12,22 +13,46 @@ COMMAND_TIMEOUT_SECONDS = 30
 
 @dataclass(frozen=True, repr=False)
 class Secret:
-    """A password or token. ``source`` is safe to print ("env X", "file /p", "command")."""
+    """A password or token. ``source`` is safe to print ("env X", "file /p", "command").
+
+    A secret from a command or a file is fetched again at every ``reveal()``: OAuth2 access tokens
+    expire within the hour, and the tool that refreshes them rewrites the file or prints a new
+    one while the service keeps running.
+    """
 
     source: str
     _value: str | None = field(default=None, compare=False)
     command: tuple[str, ...] | None = field(default=None, compare=False)
+    path: Path | None = field(default=None, compare=False)
 
     def reveal(self) -> str:
-        """The value, running the command again each time (OAuth tokens expire)."""
-        if self.command is None:
-            return self._value or ""
-        return _run(self.command, self.source)
+        """The value, running the command or reading the file again each time."""
+        if self.command is not None:
+            return _run(self.command, self.source)
+        if self.path is not None:
+            return read_secret_file(self.path)
+        return self._value or ""
 
     def __repr__(self) -> str:
         return f"Secret({self.source})"
 
     __str__ = __repr__
+
+
+def read_secret_file(path: Path) -> str:
+    """The file's content without surrounding whitespace; SecretError if unreadable or empty."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretError(
+            f"cannot read {path}: {exc.strerror}", hint="check that it exists and its permissions"
+        ) from None
+    except UnicodeDecodeError:
+        # The exception's text quotes the offending bytes: part of the secret.
+        raise SecretError(f"{path} is not UTF-8 text") from None
+    if not value:
+        raise SecretError(f"{path} is empty")
+    return value
 
 
 def _run(command: tuple[str, ...], source: str) -> str:

@@ -56,7 +56,12 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class SmtpIntakeSettings:
     enabled: bool = doc("Accept mail over SMTP (or LMTP) from an MTA or a web form.", True)
-    host: str = doc("Address to listen on. Keep it on loopback unless TLS is set up.", "127.0.0.1")
+    host: str = doc(
+        "Address to listen on. Reports carry sensitive data: off loopback, set tls_cert and "
+        "tls_key (and usually require_starttls); a non-loopback address without them is "
+        "allowed but logs a warning at start.",
+        "127.0.0.1",
+    )
     port: int = doc("TCP port to listen on.", 2525)
     protocol: Literal["smtp", "lmtp"] = doc(
         "'lmtp' for delivery from Postfix/Exim as a local mailbox.", "smtp"
@@ -68,6 +73,34 @@ class SmtpIntakeSettings:
     )
     max_message_bytes: int = doc("Larger messages are refused with 552.", 50 * 1024 * 1024)
     hostname: str = doc("Name announced in the SMTP greeting. Empty uses the host name.", "")
+    tls_cert: Path = doc(
+        "PEM certificate chain (server certificate first) offered with STARTTLS. Set together "
+        "with tls_key; empty means no STARTTLS. Read at start: restart after renewing it.",
+        Path(""),
+    )
+    tls_key: Path = doc(
+        "PEM private key of tls_cert, not encrypted; make it readable by the service user only.",
+        Path(""),
+    )
+    require_starttls: bool = doc(
+        "Refuse MAIL with 530 until the client has issued STARTTLS. Needs tls_cert.", False
+    )
+    auth_username: str = doc(
+        "When set, every message needs AUTH (PLAIN or LOGIN) with this name and "
+        "auth_password; MAIL before AUTH gets 530. AUTH is offered only after STARTTLS, "
+        "except when host is a loopback address (a local web form). Empty: no AUTH.",
+        "",
+    )
+    auth_password: Secret | None = doc(
+        "Password for auth_username: set auth_password_env or auth_password_file, never the "
+        "password itself. Default variable: MAILFLOW_SMTP_INTAKE_AUTH_PASSWORD.",
+        None,
+    )
+
+    @property
+    def tls(self) -> bool:
+        """Whether STARTTLS is configured (an empty path reads back as ".")."""
+        return str(self.tls_cert) not in ("", ".")
 
 
 @dataclass(frozen=True)
@@ -103,17 +136,25 @@ class ImapAccountSettings:
         "tls",
         env=False,
     )
+    tls_ca_file: Path = doc(
+        "PEM file of the CA certificate(s) that sign the server's certificate, used instead "
+        "of the system's CAs (a private CA). Empty means the system's CAs.",
+        Path(""),
+        env=False,
+    )
     username: str = doc("Login name.", "", env=False)
     auth: Literal["password", "oauth2"] = doc(
         "'oauth2' uses XOAUTH2 with oauth2_token.", "password", env=False
     )
     password: Secret | None = doc(
-        "Set password_env or password_file. Default variable: MAILFLOW_IMAP_<NAME>_PASSWORD.",
+        "Set password_env or password_file (re-read at every connection). Default variable: "
+        "MAILFLOW_IMAP_<NAME>_PASSWORD.",
         None,
         env=False,
     )
     oauth2_token: Secret | None = doc(
-        "Set oauth2_token_file or oauth2_token_command (run again when the token expires).",
+        "Set oauth2_token_file (re-read at every connection) or oauth2_token_command (run "
+        "again at every connection, so an expired token is replaced).",
         None,
         env=False,
     )

@@ -163,3 +163,13 @@ def test_committed_example_is_the_rendered_one_and_valid() -> None:
         "regenerate with: mailflow config example > mailflow.example.toml"
     )
     assert errors(example) == []
+
+
+def test_imap_tls_ca_file_must_load(tmp_path: Path) -> None:
+    env = {"MAILFLOW_IMAP_REPORTS_PASSWORD": "x"}
+    path = write(tmp_path, ACCOUNT + 'tls_ca_file = "missing-ca.pem"\n')
+    [issue] = errors(path, env)
+    assert issue.key == "imap_accounts[0].tls_ca_file"
+    (tmp_path / "ca.pem").write_text("not a certificate", encoding="utf-8")
+    path = write(tmp_path, ACCOUNT + 'tls_ca_file = "ca.pem"\n')
+    assert [issue.key for issue in errors(path, env)] == ["imap_accounts[0].tls_ca_file"]

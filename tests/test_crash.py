@@ -72,24 +72,25 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     command = [sys.executable, "-m", "mailflow", "--config", str(config), "poll", "--once"]
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    kills = 0
+    # A kill counts when it lands while the ingest is still incomplete; kills that land after
+    # it finished (or on a process that already exited) do not.
     stored_after_kill: list[int] = []
-    for _ in range(KILLS * 3):
+    for _ in range(KILLS * 4):
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.3, 1.2))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            kills += 1
             proc.wait(30)
-            stored_after_kill.append(_stored(db_url))
+            stored = _stored(db_url)
+            if stored < MESSAGES:
+                stored_after_kill.append(stored)
         proc.wait(30)
-        if kills >= KILLS:
+        if len(stored_after_kill) >= KILLS:
             break
-    assert kills >= KILLS, f"only {kills} kills landed (seed {seed})"
-    # The kills must land mid-ingest, not after it: progress between them, not all at once.
-    mid_ingest = [n for n in stored_after_kill if 0 < n < MESSAGES]
-    assert len(mid_ingest) >= KILLS // 2, f"{stored_after_kill} (seed {seed})"
     print(f"seed {seed}: stored after each kill: {stored_after_kill}")
+    assert len(stored_after_kill) >= KILLS, f"{stored_after_kill} (seed {seed})"
+    # Progress between kills: they landed during the ingest, not all before it began.
+    assert len(set(stored_after_kill)) >= 3, f"{stored_after_kill} (seed {seed})"
     final = subprocess.run(
         command, check=False, env=env, capture_output=True, text=True, timeout=300
     )

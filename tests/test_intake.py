@@ -124,3 +124,16 @@ def test_concurrent_writers_store_the_same_bytes_once(tmp_path: Path, db_url: st
         with app.sessions() as session:
             assert session.scalar(select(Message.times_received)) == 4
             assert len(session.scalars(select(Message.id)).all()) == 1
+
+
+def test_same_uid_twice_in_one_batch_is_recorded_once(tmp_path: Path, db_url: str) -> None:
+    arrival = Arrival("imap", "acct", "INBOX", 7, 42)
+    other = RAW.replace(b"r1@", b"r2@")
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        stored = app.intake.receive_many(
+            [(RAW, arrival), (RAW, arrival), (other, Arrival("imap", "acct", "INBOX", 7, 43))]
+        )
+        assert [s.new for s in stored] == [True, False, True]
+        with app.sessions() as session:
+            assert session.scalars(select(Message.times_received)).all() == [1, 1]
+            assert len(session.scalars(select(MessageSource.id)).all()) == 2

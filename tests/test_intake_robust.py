@@ -15,7 +15,7 @@ from mailflow.intake import utcnow
 from mailflow.poller import ImapPoller
 from mailflow.secret import Secret
 from mailflow.service import build
-from mailflow.settings import ImapAccountSettings, Settings
+from mailflow.settings import DatabaseSettings, ImapAccountSettings, Settings
 from mailflow.store.models import Blob, Message, MessageSource
 from tests.servers.dovecot import Credentials, DovecotServer
 from tests.servers.ports import wait_until
@@ -97,7 +97,8 @@ def test_two_pollers_on_the_same_folder_store_each_message_once(
 ) -> None:
     for n in range(120):
         dovecot.append(imap_user.username, mail(n))
-    settings = settings_for(tmp_path, db_url)
+    # SQLite runs writers one at a time: give each room to wait for the other's batch.
+    settings = replace(settings_for(tmp_path, db_url), database=DatabaseSettings(db_url, 10_000))
     with migrated_app(settings):
         apps = [build(settings), build(settings)]  # as two processes would: separate pools
         barrier = threading.Barrier(2)

@@ -80,18 +80,21 @@ def store_many(
         if digest not in known and digest not in first:
             first[digest] = index
     known.update(_insert_new(session, [(items[i][0], digests[i]) for i in first.values()], now))
-    results, sources = [], []
-    for index, ((_, arrival), digest) in enumerate(zip(items, digests, strict=True)):
-        pk = known[digest]
-        if first.get(digest) == index:
-            sources.append(_source(pk, arrival, now))
-            results.append(Stored(pk, digest, new=True))
-        else:
-            _repeat(session, pk, arrival, now)
-            results.append(Stored(pk, digest, new=False))
-    if sources:
-        session.execute(insert(MessageSource), sources)
-    return results
+    fresh = [(index, items[index][1]) for index in first.values()]
+    if fresh:
+        session.execute(
+            insert(MessageSource),
+            [_source(known[digests[i]], arrival, now) for i, arrival in fresh],
+        )
+    # Repeats after the new arrivals are written, so the same UID or file twice in one batch
+    # is recognised as already seen.
+    for index, (_, arrival) in enumerate(items):
+        if first.get(digests[index]) != index:
+            _repeat(session, known[digests[index]], arrival, now)
+    return [
+        Stored(known[digest], digest, new=first.get(digest) == index)
+        for index, digest in enumerate(digests)
+    ]
 
 
 def _insert_new(session: Session, new: list[tuple[bytes, str]], now: datetime) -> dict[str, int]:
