@@ -198,3 +198,48 @@ def test_large_message_is_fetched_in_chunks(
             stored = session.scalars(select(Blob.data).order_by(Blob.size.desc())).all()
     assert stored[0] == big  # every chunk, in order, nothing lost or repeated
     assert stored[1] == mail(2)
+
+
+def test_move_after_commit_moves_only_stored_messages(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    user = imap_user.username
+    dovecot.create_folder(user, "Stored")
+    for n in range(3):
+        dovecot.append(user, mail(n))
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        acct = account(dovecot.host, dovecot.port, imap_user, after_commit="move", move_to="Stored")
+        assert ImapPoller(acct, app.intake, utcnow).poll_once() == 3
+    client = dovecot.client(user)
+    try:
+        inbox = client.select_folder("INBOX", readonly=True)[b"EXISTS"]
+        stored = client.select_folder("Stored", readonly=True)[b"EXISTS"]
+    finally:
+        client.logout()
+    assert (inbox, stored) == (0, 3)
+
+
+def test_run_reconnects_after_the_link_drops_and_fetches_later_mail(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    settings = settings_for(tmp_path, db_url)
+    with migrated_app(settings) as app, CuttingProxy(dovecot.host, dovecot.port) as proxy:
+        acct = account(proxy.host, proxy.port, imap_user, poll_interval_seconds=1)
+        poller = ImapPoller(acct, app.intake, utcnow)
+        stop = threading.Event()
+        thread = threading.Thread(target=poller.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            dovecot.append(imap_user.username, mail(1))
+            assert wait_until(lambda: counts(settings).get("processed", 0) == 1, timeout=15)
+            proxy.cut_after(0)  # the next bytes from the server kill the link
+            dovecot.append(imap_user.username, mail(2))
+            assert wait_until(lambda: proxy.cuts >= 1, timeout=15)
+            proxy.cut_after(None)
+            # Reconnected (after the first backoff) and caught up.
+            assert wait_until(lambda: counts(settings).get("processed", 0) == 2, timeout=30)
+        finally:
+            stop.set()
+            thread.join(15)
+        assert not thread.is_alive()
+    assert counts(settings) == {"processed": 2, "sources": 2, "max_times": 1}
