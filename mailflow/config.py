@@ -8,7 +8,6 @@ file and the dotted key, with a hint; ``load`` raises them as one ``ConfigError`
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 import shlex
 import ssl
@@ -27,6 +26,7 @@ from mailflow.settings import (
     ImapAccountSettings,
     Settings,
     SmtpIntakeSettings,
+    is_loopback,
 )
 
 ENV_PREFIX = "MAILFLOW_"
@@ -299,7 +299,7 @@ def _check_semantics(settings: Settings, out: _Collector) -> None:
             out.error("smtp_intake.recipients", f"{address!r} is not an e-mail address")
     _check_intake_security(intake, out)
     relay = settings.outbound
-    if relay.relay_host and relay.relay_security == "none" and not _loopback(relay.relay_host):
+    if relay.relay_host and relay.relay_security == "none" and not is_loopback(relay.relay_host):
         out.error(
             "outbound.relay_security",
             "'none' is only allowed for a relay on loopback",
@@ -339,7 +339,7 @@ def _check_intake_security(intake: SmtpIntakeSettings, out: _Collector) -> None:
             "is required when auth_password is set",
             "set it, or unset the password to accept mail without AUTH",
         )
-    if intake.auth_username and not cert and not _loopback(intake.host):
+    if intake.auth_username and not cert and not is_loopback(intake.host):
         # AUTH is only offered over TLS off loopback: every message would be refused.
         out.error(
             "smtp_intake.auth_username",
@@ -393,7 +393,7 @@ def _check_account(
     if account.name in names:
         out.error(f"{prefix}.name", f"{account.name!r} is used by another account")
     names.add(account.name)
-    if account.security == "plain" and account.host and not _loopback(account.host):
+    if account.security == "plain" and account.host and not is_loopback(account.host):
         out.error(
             f"{prefix}.security",
             "'plain' sends the password in clear and is only allowed on loopback",
@@ -417,15 +417,6 @@ def _check_account(
         out.error(f"{prefix}.move_to", "is required when after_commit = 'move'")
     if account.batch_size < 1 or account.poll_interval_seconds < 1:
         out.error(f"{prefix}.batch_size", "batch_size and poll_interval_seconds must be >= 1")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _did_you_mean(key: str, candidates: list[str], prefix: str = "") -> str | None:

@@ -7,11 +7,22 @@ the documented example file from them, so the docs cannot drift from the code.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mailflow.secret import Secret
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses: where plaintext and no-AUTH are acceptable."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def doc(text: str, default: Any, *, env: bool = True) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import ssl
 import uuid
@@ -25,7 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TL
 from mailflow.errors import ConfigError, MailflowError, StorageError
 from mailflow.intake import Intake
 from mailflow.logs import fields
-from mailflow.settings import SmtpIntakeSettings
+from mailflow.settings import SmtpIntakeSettings, is_loopback
 from mailflow.store.messages import Arrival
 
 log = logging.getLogger(__name__)
@@ -227,7 +226,7 @@ async def start_server(
             hint="set both, or require_starttls = false",
         )
     auth = authenticator(settings)
-    loopback = _loopback(settings.host)
+    loopback = is_loopback(settings.host)
     logging.getLogger("mail.log").addFilter(_NOISE)  # the same object is added only once
     if auth is not None and loopback:
         # aiosmtpd's one-off UserWarning about the same choice as _AiosmtpdNoise.
@@ -273,12 +272,3 @@ async def start_server(
             extra=fields(host=settings.host, hint="set smtp_intake.tls_cert and tls_key"),
         )
     return server
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

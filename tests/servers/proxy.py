@@ -36,7 +36,11 @@ class CuttingProxy:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._closed.set()
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._thread.join(5)
 
     def cut_after(self, budget: int | None) -> None:
         with self._lock:
