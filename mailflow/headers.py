@@ -17,6 +17,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 MAX_HEADER_CHARS = 998 * 4
+MAX_HEADER_BLOCK = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,990}>")
 
@@ -35,9 +36,33 @@ def clean_text(text: str, limit: int = MAX_HEADER_CHARS) -> str:
     return _CONTROL.sub("", text)[:limit].strip()
 
 
+def header_block(raw: bytes) -> bytes:
+    """The bytes up to the first empty line: the parser need not walk a 30 MB body."""
+    end = raw.find(b"\r\n\r\n")
+    bare = raw.find(b"\n\n", 0, end if end >= 0 else len(raw))  # a bare-LF message
+    end = bare if bare >= 0 else end if end >= 0 else len(raw)
+    return raw[: min(end, MAX_HEADER_BLOCK)]
+
+
+_MESSAGE_ID_FIELD = re.compile(
+    rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def quick_message_id(raw: bytes) -> str | None:
+    """The Message-ID alone, without a full header parse: intake's hot path needs only this."""
+    found = _MESSAGE_ID_FIELD.search(header_block(raw))
+    if found is None:
+        return None
+    value = re.sub(rb"\r?\n[ \t]", b" ", found.group(1)).decode("utf-8", "replace")
+    match = _MESSAGE_ID.search(value)
+    text = clean_text(match.group(0) if match else value, 998)
+    return text.encode("utf-8")[:998].decode("utf-8", "ignore") or None
+
+
 def basic_headers(raw: bytes) -> BasicHeaders:
     try:
-        message = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        message = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
     except Exception:
         return BasicHeaders(None, None, None, None)
     return BasicHeaders(

@@ -2,8 +2,9 @@
 
 Order matters: the raw bytes and their provenance are committed first, in their own
 transaction, so nothing that happens later (a parser crash, a bug, a kill -9) can lose a
-message. Processing then runs in a second transaction; if it fails, the message is kept in
-quarantine with the error, to be retried after a fix.
+message. Processing (mailflow/stages.py) then runs outside any transaction and records its
+findings in a second one; if it fails, the message is kept in quarantine with the error, to be
+retried after a fix.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.errors import StorageError, StorageUnavailable
-from mailflow.headers import basic_headers, clean_text
+from mailflow.headers import clean_text
 from mailflow.logs import fields
-from mailflow.parsing import parse_mime
+from mailflow.stages import DEFAULT_STAGES, Stage, record_headers
 from mailflow.store.engine import translate_db_errors
 from mailflow.store.messages import Arrival, Stored, store_many
 from mailflow.store.models import Blob, Message
@@ -28,20 +29,6 @@ from mailflow.store.models import Blob, Message
 log = logging.getLogger(__name__)
 STORE_ATTEMPTS = 3
 MAX_ERROR_CHARS = 2000
-
-Stage = Callable[[Session, Message, bytes], None]
-"""A processing step: reads the raw bytes, records what it finds on the message row."""
-
-
-def record_headers(session: Session, message: Message, raw: bytes) -> None:
-    """The basic stage: the headers triage needs to list a message."""
-    headers = basic_headers(raw)
-    message.subject = headers.subject
-    message.from_address = headers.from_address
-    message.date = headers.date
-
-
-DEFAULT_STAGES: tuple[Stage, ...] = (record_headers, parse_mime)
 
 
 def utcnow() -> datetime:
@@ -146,15 +133,23 @@ class Intake:
     def process(self, message_pk: int) -> Outcome:
         """Run the stages. Message problems end in quarantine; only an unavailable store raises.
 
-        A failing stage rolls back everything the stages wrote, then the quarantine is recorded
-        in a transaction of its own, so a half-processed message is never left behind.
+        The stages' pure halves run outside any transaction; their records are then written,
+        with the new status, in one short transaction. If anything fails, nothing the stages
+        found is kept and the quarantine is recorded instead, so a half-processed message is
+        never left behind.
         """
+        with translate_db_errors(), self.sessions() as session:
+            raw = session.scalars(
+                select(Blob.data)
+                .join(Message, Message.sha256 == Blob.sha256)
+                .where(Message.id == message_pk)
+            ).one()
         try:
+            records = [stage(raw) for stage in self.stages]
             with translate_db_errors(), self.sessions.begin() as session:
                 message = session.get_one(Message, message_pk)
-                raw = session.get_one(Blob, message.sha256).data
-                for stage in self.stages:
-                    stage(session, message, raw)
+                for record in records:
+                    record(session, message)
                 message.status = "processed"
                 message.error = None
                 message.processed_at = self.clock()
@@ -163,7 +158,7 @@ class Intake:
             raise
         except Exception as exc:
             with translate_db_errors(), self.sessions.begin() as session:
-                return self._quarantine(session, session.get_one(Message, message_pk), exc)
+                return self._quarantine(session, session.get_one(Message, message_pk), raw, exc)
 
     def accept(self, raw: bytes, arrival: Arrival) -> Stored:
         """Receive, then process. Only a failure to store is reported to the caller."""
@@ -178,10 +173,12 @@ class Intake:
                 )
         return stored
 
-    def _quarantine(self, session: Session, message: Message, exc: Exception) -> Outcome:
-        # The failed stages were rolled back; the basic headers (a total function) still let
+    def _quarantine(
+        self, session: Session, message: Message, raw: bytes, exc: Exception
+    ) -> Outcome:
+        # Nothing the stages found was kept; the basic headers (a total function) still let
         # the secretariat see what the quarantined message is.
-        record_headers(session, message, session.get_one(Blob, message.sha256).data)
+        record_headers(raw)(session, message)
         error = clean_text(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
         message.status = "quarantined"
         message.error = error

@@ -7,6 +7,8 @@ The understanding work (issue #4) records what the parse finds: text, attachment
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mailparser
 from sqlalchemy.orm import Session
 
@@ -14,9 +16,14 @@ from mailflow.errors import MessageError
 from mailflow.store.models import Message
 
 
-def parse_mime(session: Session, message: Message, raw: bytes) -> None:
+def parse_mime(raw: bytes) -> Callable[[Session, Message], None]:
     try:
         mailparser.parse_from_bytes(raw)
     except Exception as exc:
         # mail-parser lets stdlib ValueError/TypeError/RecursionError escape on malformed MIME.
         raise MessageError(f"MIME parsing failed: {type(exc).__name__}: {exc}") from None
+    return _nothing_to_record
+
+
+def _nothing_to_record(session: Session, message: Message) -> None:
+    """Issue #4 records the parse's findings (text, attachments, defects) here."""

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from mailflow import backfill
 from mailflow.intake import Intake
 from mailflow.progress import Progress
 from mailflow.service import App
+from mailflow.stages import Record
 from mailflow.store.models import Blob, Message, MessageSource
 from tests.support import migrated_app, settings_for
 
@@ -218,7 +218,7 @@ def test_a_file_that_is_not_mail_is_an_error_and_the_rest_is_stored(
 def test_a_message_failing_processing_is_stored_and_quarantined(
     tmp_path: Path, db_url: str
 ) -> None:
-    def breaks(session: Session, message: Message, raw: bytes) -> None:
+    def breaks(raw: bytes) -> Record:
         raise ValueError("no parse")
 
     (tmp_path / "a.eml").write_bytes(EML_A)

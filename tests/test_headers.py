@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailflow.headers import basic_headers, clean_text
+from mailflow.headers import basic_headers, clean_text, quick_message_id
 
 
 def test_decodes_rfc2047_subject_address_and_zone() -> None:
@@ -60,3 +60,22 @@ def test_message_id_is_capped_in_bytes_for_the_index() -> None:
     raw = ("Message-ID: <" + "é" * 900 + "@example.org>\n\n").encode()
     message_id = basic_headers(raw).message_id
     assert message_id is not None and len(message_id.encode()) <= 998
+
+
+def test_only_the_header_block_is_read() -> None:
+    body = b"Subject: not a header\r\n" * 1000
+    raw = b"Subject: real\r\nMessage-ID: <h@x>\r\n\r\n" + body
+    headers = basic_headers(raw)
+    assert headers.subject == "real" and headers.message_id == "<h@x>"
+    assert basic_headers(b"Subject: lf only\n\nSubject: body\n").subject == "lf only"
+
+
+@given(st.binary(max_size=600))
+def test_quick_message_id_agrees_with_the_full_parse(noise: bytes) -> None:
+    for raw in (
+        b"Subject: x\r\nMessage-ID:\r\n <folded@example.org>\r\n\r\n" + noise,
+        b"message-id: junk <a@b> (c)\n\n" + noise,
+        b"Subject: none\r\n\r\nMessage-ID: <in-body@x>\r\n" + noise,
+        noise,
+    ):
+        assert quick_message_id(raw) == basic_headers(raw).message_id

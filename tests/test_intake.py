@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.intake import Intake
+from mailflow.stages import Record
 from mailflow.store.messages import Arrival, sha256_of
 from mailflow.store.models import Blob, Message, MessageSource
 from tests.support import migrated_app, settings_for
@@ -75,9 +76,12 @@ def test_different_message_reusing_a_message_id_is_kept(tmp_path: Path, db_url: 
 
 
 def test_failing_stage_quarantines_and_rolls_back(tmp_path: Path, db_url: str) -> None:
-    def breaks(session: Session, message: Message, raw: bytes) -> None:
-        message.subject = "half-written"
-        raise RecursionError("maximum recursion depth exceeded")
+    def breaks(raw: bytes) -> Record:
+        def record(session: Session, message: Message) -> None:
+            message.subject = "half-written"
+            raise RecursionError("maximum recursion depth exceeded")
+
+        return record
 
     with migrated_app(settings_for(tmp_path, db_url)) as app:
         intake = Intake(app.sessions, stages=[breaks])

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from mailflow.cli_intake import _retry, header_lines, printable
 from mailflow.intake import Intake
+from mailflow.stages import Record
 from mailflow.store.messages import Arrival
 from mailflow.store.models import Message
 from tests.support import migrated_app, settings_for
@@ -35,7 +35,7 @@ class StageBroke(Exception):
     pass
 
 
-def breaks(session: Session, message: Message, raw: bytes) -> None:
+def breaks(raw: bytes) -> Record:
     raise StageBroke("parser choked on part 2\nsecond line of the error")
 
 

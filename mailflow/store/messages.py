@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from mailflow.headers import basic_headers, clean_text
+from mailflow.headers import clean_text, quick_message_id
 from mailflow.store.models import Blob, Message, MessageSource
 
 Channel = Literal["imap", "smtp", "lmtp", "file"]
@@ -113,7 +113,7 @@ def _insert_new(session: Session, new: list[tuple[bytes, str]], now: datetime) -
     rows = [
         {
             "sha256": digest,
-            "message_id": basic_headers(raw).message_id,
+            "message_id": quick_message_id(raw),
             "status": "received",
             "first_received_at": now,
             "last_received_at": now,
