@@ -267,3 +267,17 @@ def test_vocabulary_has_every_code_of_schema_md(schema_md: str) -> None:
         assert violations[term.code] == [term.label_en, term.label_fr]
     for term in vocabulary.ACTION_TYPES:
         assert action_types[term.code] == [term.label_en]
+
+
+def test_postgresql_stores_blobs_uncompressed(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            storage = conn.exec_driver_sql(
+                "SELECT attstorage FROM pg_attribute "
+                "WHERE attrelid = 'blobs'::regclass AND attname = 'data'"
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert storage == "e"  # EXTERNAL: out of line, not compressed

@@ -74,7 +74,7 @@ def test_sqlite_pragmas_are_in_force_on_every_new_connection(tmp_path: Path) -> 
                 assert pragma("PRAGMA journal_mode").scalar() == "wal"
                 assert pragma("PRAGMA foreign_keys").scalar() == 1
                 assert pragma("PRAGMA busy_timeout").scalar() == 1234
-                assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+                assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
                 connection.commit()  # transactions take the write lock: end this one
     finally:
         engine.dispose()
