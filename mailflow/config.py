@@ -8,16 +8,15 @@ file and the dotted key, with a hint; ``load`` raises them as one ``ConfigError`
 from __future__ import annotations
 
 import difflib
-import re
 import shlex
-import ssl
 import tomllib
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from mailflow.config_checks import ENV_PREFIX, Collector, Issue, check_semantics, env_token
 from mailflow.errors import ConfigError, SecretError
 from mailflow.secret import Secret, read_secret_file
 from mailflow.settings import (
@@ -25,48 +24,13 @@ from mailflow.settings import (
     SECTIONS,
     ImapAccountSettings,
     Settings,
-    SmtpIntakeSettings,
-    is_loopback,
 )
 
-ENV_PREFIX = "MAILFLOW_"
 # Variables mailflow reads that are not key overrides.
 RESERVED_ENV = frozenset({"MAILFLOW_CONFIG", "MAILFLOW_DEBUG", "MAILFLOW_TEST_POSTGRES_URL"})
 SECRET_SUFFIXES = ("_env", "_file", "_command")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-
-
-@dataclass(frozen=True)
-class Issue:
-    severity: Literal["error", "warning"]
-    where: str
-    key: str
-    message: str
-    hint: str | None = None
-
-    def __str__(self) -> str:
-        text = f"{self.where}: {self.key}: {self.message}"
-        return f"{text} (hint: {self.hint})" if self.hint else text
-
-
-class _Collector:
-    """What one load reads from (environment, base directory) and the issues it found.
-
-    Issues accumulate so one run reports every mistake, not just the first.
-    """
-
-    def __init__(self, where: str, environ: Mapping[str, str], base: Path) -> None:
-        self.where = where
-        self.environ = environ
-        self.base = base
-        self.issues: list[Issue] = []
-
-    def error(self, key: str, message: str, hint: str | None = None, where: str = "") -> None:
-        self.issues.append(Issue("error", where or self.where, key, message, hint))
-
-    def warn(self, key: str, message: str, hint: str | None = None, where: str = "") -> None:
-        self.issues.append(Issue("warning", where or self.where, key, message, hint))
 
 
 def config_path(cli_value: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -91,7 +55,7 @@ def load(path: Path | None, environ: Mapping[str, str]) -> Settings:
 def check(path: Path | None, environ: Mapping[str, str]) -> tuple[Settings | None, list[Issue]]:
     where = str(path) if path else "defaults"
     base = path.parent if path else Path.cwd()
-    out = _Collector(where, environ, base)
+    out = Collector(where, environ, base)
     data = _read_toml(path, out)
     if data is None:
         return None, out.issues
@@ -109,11 +73,11 @@ def check(path: Path | None, environ: Mapping[str, str]) -> tuple[Settings | Non
     settings = Settings(**sections, imap_accounts=accounts, source=path)
     data_dir = _absolute(_resolve(settings.service.data_dir, base))
     settings = replace(settings, service=replace(settings.service, data_dir=data_dir))
-    _check_semantics(settings, out)
+    check_semantics(settings, out)
     return settings, out.issues
 
 
-def _read_toml(path: Path | None, out: _Collector) -> dict[str, Any] | None:
+def _read_toml(path: Path | None, out: Collector) -> dict[str, Any] | None:
     if path is None:
         return {}
     try:
@@ -132,7 +96,7 @@ def _build(
     cls: type[Any],
     prefix: str,
     raw: dict[str, Any],
-    out: _Collector,
+    out: Collector,
     env_prefix: str | None = None,
 ) -> Any:
     """One section: file values, then environment overrides, then defaults."""
@@ -165,14 +129,14 @@ def _build(
     return cls(**values)
 
 
-def _build_accounts(raw: Any, out: _Collector) -> tuple[ImapAccountSettings, ...]:
+def _build_accounts(raw: Any, out: Collector) -> tuple[ImapAccountSettings, ...]:
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
         out.error(ACCOUNT_LIST, "must be an array of tables", f"write each as [[{ACCOUNT_LIST}]]")
         return ()
     accounts = []
     for index, item in enumerate(raw):
         name = item.get("name") if isinstance(item.get("name"), str) else str(index)
-        env_prefix = f"{ENV_PREFIX}IMAP_{_env_token(name)}_"
+        env_prefix = f"{ENV_PREFIX}IMAP_{env_token(name)}_"
         prefix = f"{ACCOUNT_LIST}[{index}]"
         accounts.append(_build(ImapAccountSettings, prefix, dict(item), out, env_prefix))
     return tuple(accounts)
@@ -183,7 +147,7 @@ def _secret(
     dotted: str,
     raw: dict[str, Any],
     default_env: str,
-    out: _Collector,
+    out: Collector,
 ) -> Secret | None:
     if key in raw:
         out.error(
@@ -209,14 +173,14 @@ def _secret(
     return None
 
 
-def _secret_from_env(name: str, dotted: str, out: _Collector) -> Secret | None:
+def _secret_from_env(name: str, dotted: str, out: Collector) -> Secret | None:
     if name not in out.environ:
         out.error(dotted, f"environment variable {name} is not set", f"export {name}=...")
         return None
     return Secret(f"env {name}", out.environ[name])
 
 
-def _secret_from_file(path: Path, dotted: str, out: _Collector) -> Secret | None:
+def _secret_from_file(path: Path, dotted: str, out: Collector) -> Secret | None:
     """Checked now so `config check` reports a missing file, but read again at every use."""
     try:
         read_secret_file(path)
@@ -230,7 +194,7 @@ def is_secret(kind: Any) -> bool:
     return Secret in typing.get_args(kind)
 
 
-def _convert(kind: Any, value: Any, dotted: str, base: Path, out: _Collector) -> Any:
+def _convert(kind: Any, value: Any, dotted: str, base: Path, out: Collector) -> Any:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     expected = _type_name(kind)
     if origin is Literal:
@@ -253,7 +217,7 @@ def _convert(kind: Any, value: Any, dotted: str, base: Path, out: _Collector) ->
     return None
 
 
-def _from_env(kind: Any, env_name: str, dotted: str, out: _Collector) -> Any:
+def _from_env(kind: Any, env_name: str, dotted: str, out: Collector) -> Any:
     """Environment values are strings; coerce them, then validate like file values."""
     text = out.environ[env_name]
     value: Any = text
@@ -274,14 +238,14 @@ def _from_env(kind: Any, env_name: str, dotted: str, out: _Collector) -> Any:
 
 
 def _check_environment(
-    environ: Mapping[str, str], accounts: tuple[ImapAccountSettings, ...], out: _Collector
+    environ: Mapping[str, str], accounts: tuple[ImapAccountSettings, ...], out: Collector
 ) -> None:
     """Warn about MAILFLOW_* variables nobody reads: usually a typo that silently does nothing."""
     known = set(RESERVED_ENV)
     for name, cls in SECTIONS.items():
         known.update(f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}" for f in fields(cls))
     for account in accounts:
-        token = _env_token(account.name)
+        token = env_token(account.name)
         known.update(f"{ENV_PREFIX}IMAP_{token}_{key}" for key in ("PASSWORD", "OAUTH2_TOKEN"))
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in known:
@@ -290,144 +254,11 @@ def _check_environment(
             out.warn(name, "environment variable is not used by mailflow", hint, "environment")
 
 
-def _check_semantics(settings: Settings, out: _Collector) -> None:
-    intake = settings.smtp_intake
-    if not 0 < intake.port < 65536:
-        out.error("smtp_intake.port", f"{intake.port} is not a TCP port")
-    for address in intake.recipients:
-        if "@" not in address:
-            out.error("smtp_intake.recipients", f"{address!r} is not an e-mail address")
-    _check_intake_security(intake, out)
-    relay = settings.outbound
-    if relay.relay_host and relay.relay_security == "none" and not is_loopback(relay.relay_host):
-        out.error(
-            "outbound.relay_security",
-            "'none' is only allowed for a relay on loopback",
-            "use 'starttls' or 'tls'",
-        )
-    if relay.relay_host and relay.relay_username and relay.relay_password is None:
-        out.error(
-            "outbound.relay_password",
-            "missing secret",
-            "set MAILFLOW_OUTBOUND_RELAY_PASSWORD or outbound.relay_password_file",
-        )
-    names: set[str] = set()
-    for index, account in enumerate(settings.imap_accounts):
-        _check_account(index, account, names, out)
-
-
-def _check_intake_security(intake: SmtpIntakeSettings, out: _Collector) -> None:
-    """STARTTLS and AUTH settings that would silently leave the intake less safe than asked."""
-    cert, key = (str(path) not in ("", ".") for path in (intake.tls_cert, intake.tls_key))
-    if cert != key:
-        present, missing = ("tls_cert", "tls_key") if cert else ("tls_key", "tls_cert")
-        out.error(f"smtp_intake.{missing}", f"is required when {present} is set")
-    elif cert:
-        _check_tls_files(intake.tls_cert, intake.tls_key, out)
-    # aiosmtpd ignores require_starttls without a certificate; refuse instead of running open.
-    if intake.require_starttls and not cert:
-        out.error("smtp_intake.require_starttls", "needs tls_cert and tls_key")
-    if intake.auth_username and intake.auth_password is None:
-        out.error(
-            "smtp_intake.auth_password",
-            "missing secret",
-            "set MAILFLOW_SMTP_INTAKE_AUTH_PASSWORD or smtp_intake.auth_password_file",
-        )
-    if intake.auth_password is not None and not intake.auth_username:
-        out.error(
-            "smtp_intake.auth_username",
-            "is required when auth_password is set",
-            "set it, or unset the password to accept mail without AUTH",
-        )
-    if intake.auth_username and not cert and not is_loopback(intake.host):
-        # AUTH is only offered over TLS off loopback: every message would be refused.
-        out.error(
-            "smtp_intake.auth_username",
-            "AUTH on a non-loopback address needs TLS",
-            "set smtp_intake.tls_cert and smtp_intake.tls_key",
-        )
-
-
-def _check_tls_files(cert: Path, key: Path, out: _Collector) -> None:
-    readable = True
-    for name, path in (("tls_cert", cert), ("tls_key", key)):
-        try:
-            path.open("rb").close()
-        except OSError as exc:
-            out.error(f"smtp_intake.{name}", f"cannot read {path}: {exc.strerror}")
-            readable = False
-    if not readable:
-        return
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_verify_locations(cafile=cert)
-    except ssl.SSLError:
-        out.error("smtp_intake.tls_cert", f"{cert} holds no PEM certificate")
-        return
-    try:
-        # A password callback, so an encrypted key fails here instead of prompting on a tty.
-        context.load_cert_chain(cert, key, password=_no_key_password)
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            out.error("smtp_intake.tls_key", f"{key} is not the key of {cert}")
-        else:
-            # OpenSSL says only "PEM lib" here: a file of another kind, or a passphrase.
-            out.error(
-                "smtp_intake.tls_key",
-                f"{key} is not a PEM private key without a passphrase",
-                f"write one with: openssl pkey -in {key} -out new.key",
-            )
-
-
-def _no_key_password() -> str:
-    return ""
-
-
-def _check_account(
-    index: int, account: ImapAccountSettings, names: set[str], out: _Collector
-) -> None:
-    prefix = f"{ACCOUNT_LIST}[{index}]"
-    for key in ("name", "host", "username"):
-        if not getattr(account, key):
-            out.error(f"{prefix}.{key}", "is required")
-    if account.name in names:
-        out.error(f"{prefix}.name", f"{account.name!r} is used by another account")
-    names.add(account.name)
-    if account.security == "plain" and account.host and not is_loopback(account.host):
-        out.error(
-            f"{prefix}.security",
-            "'plain' sends the password in clear and is only allowed on loopback",
-            "use 'tls' (port 993) or 'starttls' (port 143)",
-        )
-    secret_key = "password" if account.auth == "password" else "oauth2_token"
-    if getattr(account, secret_key) is None:
-        env = f"{ENV_PREFIX}IMAP_{_env_token(account.name)}_{secret_key.upper()}"
-        out.error(f"{prefix}.{secret_key}", "missing secret", f"set {env} or {secret_key}_file")
-    if str(account.tls_ca_file) not in ("", "."):
-        try:
-            ssl.create_default_context(cafile=account.tls_ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            out.error(
-                f"{prefix}.tls_ca_file",
-                f"cannot load CA certificates from {account.tls_ca_file}: "
-                f"{getattr(exc, 'strerror', None) or exc}",
-                "give a readable PEM file with the CA certificate(s)",
-            )
-    if account.after_commit == "move" and not account.move_to:
-        out.error(f"{prefix}.move_to", "is required when after_commit = 'move'")
-    if account.batch_size < 1 or account.poll_interval_seconds < 1:
-        out.error(f"{prefix}.batch_size", "batch_size and poll_interval_seconds must be >= 1")
-
-
 def _did_you_mean(key: str, candidates: list[str], prefix: str = "") -> str | None:
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     if not close:
         return "see mailflow.example.toml for every key"
     return f"did you mean {prefix + '.' if prefix else ''}{close[0]}?"
-
-
-def _env_token(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 def _resolve(path: Path, base: Path) -> Path:

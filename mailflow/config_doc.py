@@ -8,7 +8,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from mailflow.config import ENV_PREFIX, is_secret
+from mailflow.config import is_secret
+from mailflow.config_checks import ENV_PREFIX
 from mailflow.settings import ACCOUNT_LIST, SECTIONS, ImapAccountSettings
 
 HEADER = """\
