@@ -176,3 +176,52 @@ def test_config_check_connect_reports_each_server(
     bad = _cli(config, env, "config", "check", "--connect")
     assert bad.returncode == 1
     assert "failed: imap good" in bad.stderr and "bad-pw-3390" not in bad.stderr + bad.stdout
+
+
+def test_serve_polls_configured_accounts_and_stops_cleanly(
+    tmp_path: Path, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    import signal
+    import sqlite3
+    import time
+
+    from tests.servers.ports import free_port, wait_until
+
+    config = _config(tmp_path, dovecot, ("good", imap_user.username))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MAILFLOW_IMAP_GOOD_PASSWORD": imap_user.password,
+        "MAILFLOW_SMTP_INTAKE_PORT": str(free_port()),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailflow", "--config", str(config), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = tmp_path / "data" / "mailflow.db"
+
+    def stored() -> int:
+        if not db.exists():
+            return 0
+        with sqlite3.connect(db) as conn:
+            try:
+                return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0  # schema not created yet
+
+    try:
+        dovecot.append(imap_user.username, mail(1))
+        assert wait_until(lambda: stored() == 1, timeout=30)
+        time.sleep(0.5)  # now idling
+        dovecot.append(imap_user.username, mail(2))  # IDLE wakes the poller
+        assert wait_until(lambda: stored() == 2, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "event=stopped" in stderr
+    assert imap_user.password not in stderr
