@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailflow.errors import StorageError, StorageUnavailable
 from mailflow.headers import clean_text
 from mailflow.logs import fields
-from mailflow.stages import DEFAULT_STAGES, Stage, record_headers
+from mailflow.stages import DEFAULT_STAGES, Record, Stage, record_headers
 from mailflow.store.engine import translate_db_errors
 from mailflow.store.messages import Arrival, Stored, store_many
 from mailflow.store.models import Blob, Message
@@ -29,6 +29,7 @@ from mailflow.store.models import Blob, Message
 log = logging.getLogger(__name__)
 STORE_ATTEMPTS = 3
 MAX_ERROR_CHARS = 2000
+PROCESS_BATCH = 50  # messages per processing transaction: one commit (fsync) each
 
 
 def utcnow() -> datetime:
@@ -125,10 +126,53 @@ class Intake:
         """Process every message left in 'received'; returns how many were processed."""
         done = 0
         while batch := self.pending(older_than=older_than, partition=partition):
-            for message_pk in batch:
-                self.process(message_pk)
+            for start in range(0, len(batch), PROCESS_BATCH):
+                self.process_many(batch[start : start + PROCESS_BATCH])
             done += len(batch)
         return done
+
+    def process_many(self, message_pks: Sequence[int]) -> list[Outcome]:
+        """Process several messages: one read, the stages' pure halves, one write transaction.
+
+        If that shared write fails for any reason but an unavailable store, each message is
+        processed again on its own, so one bad message never holds up the others.
+        """
+        with translate_db_errors(), self.sessions() as session:
+            rows = session.execute(
+                select(Message.id, Blob.data)
+                .join(Blob, Blob.sha256 == Message.sha256)
+                .where(Message.id.in_(message_pks))
+            )
+            raws = {pk: data for pk, data in rows}
+        findings = {pk: self._analyse(raws[pk]) for pk in message_pks}
+        try:
+            with translate_db_errors(), self.sessions.begin() as session:
+                return [
+                    self._write(session, session.get_one(Message, pk), raws[pk], found)
+                    for pk, found in findings.items()
+                ]
+        except StorageUnavailable:
+            raise
+        except Exception:  # isolate the culprit, message by message
+            return [self.process(pk) for pk in message_pks]
+
+    def _analyse(self, raw: bytes) -> list[Record] | Exception:
+        try:
+            return [stage(raw) for stage in self.stages]
+        except Exception as exc:  # any stage failure quarantines, never drops
+            return exc
+
+    def _write(
+        self, session: Session, message: Message, raw: bytes, found: list[Record] | Exception
+    ) -> Outcome:
+        if isinstance(found, Exception):
+            return self._quarantine(session, message, raw, found)
+        for record in found:
+            record(session, message)
+        message.status = "processed"
+        message.error = None
+        message.processed_at = self.clock()
+        return Outcome(message.id, "processed")
 
     def process(self, message_pk: int) -> Outcome:
         """Run the stages. Message problems end in quarantine; only an unavailable store raises.
@@ -145,18 +189,12 @@ class Intake:
                 .where(Message.id == message_pk)
             ).one()
         try:
-            records = [stage(raw) for stage in self.stages]
+            found = self._analyse(raw)
             with translate_db_errors(), self.sessions.begin() as session:
-                message = session.get_one(Message, message_pk)
-                for record in records:
-                    record(session, message)
-                message.status = "processed"
-                message.error = None
-                message.processed_at = self.clock()
-            return Outcome(message_pk, "processed")
+                return self._write(session, session.get_one(Message, message_pk), raw, found)
         except StorageUnavailable:
             raise
-        except Exception as exc:
+        except Exception as exc:  # a record failed to write: quarantine, in a new transaction
             with translate_db_errors(), self.sessions.begin() as session:
                 return self._quarantine(session, session.get_one(Message, message_pk), raw, exc)
 

@@ -130,9 +130,7 @@ class ImapPoller:
         stored = self.intake.receive_many(items, also=advance)
         self._after_commit(client, [uid for uid, _ in batch])
         if not self.defer_processing:
-            for result in stored:
-                if result.new:
-                    self.intake.process(result.message_pk)
+            self.intake.process_many([result.message_pk for result in stored if result.new])
         return sum(result.new for result in stored)
 
     def _mark_done(self, folder: str, mark: Checkpoint) -> None:

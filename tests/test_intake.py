@@ -141,3 +141,34 @@ def test_same_uid_twice_in_one_batch_is_recorded_once(tmp_path: Path, db_url: st
         with app.sessions() as session:
             assert session.scalars(select(Message.times_received)).all() == [1, 1]
             assert len(session.scalars(select(MessageSource.id)).all()) == 2
+
+
+def test_process_many_isolates_a_message_whose_record_fails(tmp_path: Path, db_url: str) -> None:
+    def picky(raw: bytes) -> Record:
+        def record(session: Session, message: Message) -> None:
+            message.subject = "seen"
+            if b"poison" in raw:
+                raise ValueError("cannot record this one")
+
+        return record
+
+    raws = [RAW.replace(b"r1@", f"b{n}@".encode()) for n in range(4)]
+    raws[2] += b"poison\r\n"
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        stored = app.intake.receive_many([(raw, SMTP) for raw in raws])
+        intake = Intake(app.sessions, stages=[picky])
+        outcomes = intake.process_many([s.message_pk for s in stored])
+        assert [o.status for o in outcomes] == [
+            "processed",
+            "processed",
+            "quarantined",
+            "processed",
+        ]
+        with app.sessions() as session:
+            rows = session.execute(select(Message.status, Message.subject).order_by(Message.id))
+            assert [tuple(row) for row in rows] == [
+                ("processed", "seen"),
+                ("processed", "seen"),
+                ("quarantined", "Report an MP in danger: Jane Doe"),
+                ("processed", "seen"),
+            ]
