@@ -324,5 +324,6 @@ def test_certificate_gone_after_check_is_a_config_error_at_start(
 @pytest.fixture(scope="module")
 def other_tls(tmp_path_factory: pytest.TempPathFactory, tls: TlsFiles) -> Iterator[TlsFiles]:
     openssl = find_openssl()
+    require(openssl is not None, "the openssl command is not installed")
     assert openssl is not None
     yield make_tls_files(tmp_path_factory.mktemp("other-tls"), openssl)
