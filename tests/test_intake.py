@@ -172,3 +172,23 @@ def test_process_many_isolates_a_message_whose_record_fails(tmp_path: Path, db_u
                 ("quarantined", "Report an MP in danger: Jane Doe"),
                 ("processed", "seen"),
             ]
+
+
+def test_one_arrival_per_file_path_even_when_two_runs_race(tmp_path: Path, db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    import pytest
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        stored = app.intake.receive(RAW, Arrival("file", path="/archive/a.eml"))
+        row = {"message_pk": stored.message_pk, "received_at": datetime.now(UTC)}
+        with app.sessions.begin() as session:  # other channels may repeat freely
+            session.execute(insert(MessageSource), [{**row, "channel": "smtp"}] * 2)
+        # What a second, concurrent `ingest` of the same file would write: refused, so its
+        # transaction retries and then sees the arrival as already recorded.
+        with pytest.raises(IntegrityError), app.sessions.begin() as session:
+            session.execute(
+                insert(MessageSource), [{**row, "channel": "file", "path": "/archive/a.eml"}]
+            )

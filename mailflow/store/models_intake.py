@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -106,6 +107,15 @@ class MessageSource(Base):
             "channel <> 'imap' OR (account IS NOT NULL AND mailbox IS NOT NULL"
             " AND uidvalidity IS NOT NULL AND uid IS NOT NULL)",
             name="imap_uid",
+        ),
+        # A file ingested twice at once (two `mailflow ingest` runs) records one arrival.
+        Index(
+            "uq_message_sources_file_path",
+            "message_pk",
+            "path",
+            unique=True,
+            sqlite_where=text("channel = 'file'"),
+            postgresql_where=text("channel = 'file'"),
         ),
     )
 
