@@ -20,9 +20,10 @@ from mailflow.cli_admin import cmd_config, cmd_init, cmd_status
 from mailflow.cli_intake import cmd_ingest, cmd_quarantine
 from mailflow.errors import ConfigError, MailflowError
 from mailflow.processing import process_all
-from mailflow.service import build, pollers, prepare_database, safe_url, serve
+from mailflow.service import build, pollers, prepare_database, serve
 from mailflow.settings import Settings
 from mailflow.store import migrate
+from mailflow.store.engine import describe_url
 
 log = logging.getLogger("mailflow")
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -121,15 +122,15 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.database_url
     if args.db_command == "upgrade":
         migrate.upgrade(url, args.revision)
-        print(f"{safe_url(url)}: at {migrate.current(url)}")
+        print(f"{describe_url(url)}: at {migrate.current(url)}")
     elif args.db_command == "downgrade":
         migrate.downgrade(url, args.revision)
-        print(f"{safe_url(url)}: at {migrate.current(url) or 'base (empty)'}")
+        print(f"{describe_url(url)}: at {migrate.current(url) or 'base (empty)'}")
     else:
         current = migrate.current(url)
         head = migrate.head()
         state = "up to date" if current == head else f"needs upgrade to {head}"
-        print(f"{safe_url(url)}: at {current or 'base (empty)'}, {state}")
+        print(f"{describe_url(url)}: at {current or 'base (empty)'}, {state}")
     return 0
 
 

@@ -14,10 +14,11 @@ from typing import Any
 from mailflow import config, imap
 from mailflow.config_doc import render_example
 from mailflow.errors import ConfigError, MailflowError
-from mailflow.service import build, safe_url
+from mailflow.service import build
 from mailflow.settings import ImapAccountSettings, Settings
 from mailflow.smtp_out import relay_session
 from mailflow.store import migrate
+from mailflow.store.engine import describe_url
 from mailflow.store.status import FolderStatus, intake_status
 
 INIT_CONFIG = """\
@@ -46,7 +47,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     settings = config.load(path, {})
     migrate.upgrade(settings.database_url)
     print(f"wrote {path}")
-    print(f"created {safe_url(settings.database_url)}")
+    print(f"created {describe_url(settings.database_url)}")
     print(f"next: mailflow --config {path} serve")
     return 0
 
@@ -77,7 +78,7 @@ def _connect_all(settings: Settings) -> int:
     """Try the database and every server; report each, one line, and count failures."""
     failed = 0
     checks: list[tuple[str, Callable[[], str]]] = [
-        (f"database {safe_url(settings.database_url)}", partial(_check_db, settings)),
+        (f"database {describe_url(settings.database_url)}", partial(_check_db, settings)),
     ]
     for account in settings.imap_accounts:
         name = f"imap {account.name} ({account.host}:{account.port})"
@@ -141,7 +142,7 @@ def _show_fields(section: Any) -> None:
     for spec in fields(section):
         value = getattr(section, spec.name)
         if spec.name == "url" and value:
-            value = safe_url(value)
+            value = describe_url(value)
         print(
             f"{spec.name} = {value!r}"
             if not isinstance(value, Path)
@@ -155,7 +156,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         migrate.check_current(app.engine)
         with app.sessions() as session:
             status = intake_status(session)
-        print(f"database: {safe_url(settings.database_url)}")
+        print(f"database: {describe_url(settings.database_url)}")
         states = ("received", "processed", "quarantined")
         print("messages: " + ", ".join(f"{s} {status.by_status.get(s, 0)}" for s in states))
         print(f"outbox: {app.outbox.count()} message(s) in {app.outbox.path}")

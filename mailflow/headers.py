@@ -55,9 +55,7 @@ def quick_message_id(raw: bytes) -> str | None:
     if found is None:
         return None
     value = re.sub(rb"\r?\n[ \t]", b" ", found.group(1)).decode("utf-8", "replace")
-    match = _MESSAGE_ID.search(value)
-    text = clean_text(match.group(0) if match else value, 998)
-    return text.encode("utf-8")[:998].decode("utf-8", "ignore") or None
+    return _message_id(value)
 
 
 def basic_headers(raw: bytes) -> BasicHeaders:
@@ -75,8 +73,11 @@ def basic_headers(raw: bytes) -> BasicHeaders:
 
 def message_id_of(message: Message) -> str | None:
     value = _raw_value(message, "Message-ID")
-    if value is None:
-        return None
+    return None if value is None else _message_id(value)
+
+
+def _message_id(value: str) -> str | None:
+    """The <...> token of a Message-ID field (else the whole value), clean and capped."""
     match = _MESSAGE_ID.search(value)
     text = clean_text(match.group(0) if match else value, 998)
     # Indexed column: cap by bytes too (PostgreSQL btree entries must stay well under 2.7 KB).

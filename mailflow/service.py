@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.errors import MailflowError
@@ -25,7 +24,7 @@ from mailflow.poller import ImapPoller
 from mailflow.settings import Settings
 from mailflow.smtp_in import IntakeHandler, start_server
 from mailflow.store import migrate
-from mailflow.store.engine import make_engine, session_factory
+from mailflow.store.engine import describe_url, make_engine, session_factory
 
 log = logging.getLogger(__name__)
 THREAD_JOIN_SECONDS = 35.0
@@ -43,11 +42,6 @@ class App:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def safe_url(url: str) -> str:
-    """The database URL as it may appear in logs and errors: no password."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def build(settings: Settings) -> App:
@@ -152,7 +146,7 @@ def _log_started(settings: Settings, *, enabled: bool, accounts: int) -> None:
             recipients=",".join(intake.recipients) or "any",
             imap_accounts=accounts,
             outbound=f"relay {relay}" if relay else f"maildir {settings.outbox_dir}",
-            database=safe_url(settings.database_url),
+            database=describe_url(settings.database_url),
         ),
     )
     if enabled and not intake.recipients:

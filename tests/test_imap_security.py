@@ -42,7 +42,7 @@ from mailflow.store.models import Message
 from tests.servers import require
 from tests.servers.dovecot import Credentials, DovecotServer, find_dovecot
 from tests.servers.ports import LOOPBACK, wait_until
-from tests.servers.tls import TlsFiles, find_openssl, make_tls_files
+from tests.servers.tls import TlsFiles, throwaway_tls
 from tests.support import migrated_app, settings_for
 
 integration = pytest.mark.integration
@@ -61,10 +61,7 @@ def _dovecot_binary() -> str:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    openssl = find_openssl()
-    require(openssl is not None, "openssl is not installed")
-    assert openssl is not None
-    return make_tls_files(tmp_path_factory.mktemp("tls"), openssl)
+    return throwaway_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ from mailflow.secret import Secret
 from mailflow.settings import Settings
 from mailflow.smtp_in import server_tls_context
 from mailflow.store.models import MessageSource
-from tests.servers import require
-from tests.servers.tls import TlsFiles, find_openssl, make_tls_files
+from tests.servers.tls import TlsFiles, throwaway_tls
 from tests.support import message_count, migrated_app, running, settings_for
 
 RAW = b"From: r@example.org\r\nSubject: threat\r\nMessage-ID: <t1@example.org>\r\n\r\nhelp\r\n"
@@ -34,10 +33,7 @@ WRONG = "hunter2-Wrong-Guess"
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    openssl = find_openssl()
-    require(openssl is not None, "the openssl command is not installed")
-    assert openssl is not None
-    return make_tls_files(tmp_path_factory.mktemp("tls"), openssl)
+    return throwaway_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -323,7 +319,4 @@ def test_certificate_gone_after_check_is_a_config_error_at_start(
 
 @pytest.fixture(scope="module")
 def other_tls(tmp_path_factory: pytest.TempPathFactory, tls: TlsFiles) -> Iterator[TlsFiles]:
-    openssl = find_openssl()
-    require(openssl is not None, "the openssl command is not installed")
-    assert openssl is not None
-    yield make_tls_files(tmp_path_factory.mktemp("other-tls"), openssl)
+    yield throwaway_tls(tmp_path_factory.mktemp("other-tls"))

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ServerStartError
+from . import ServerStartError, require
 
 DAYS = "2"
 # Extensions of a leaf certificate that OpenSSL and Python's strict verification accept.
@@ -63,3 +63,11 @@ def _run(*command: str | Path) -> None:
     )
     if done.returncode != 0:
         raise ServerStartError(f"openssl {command[1]} failed: {done.stderr.strip()}")
+
+
+def throwaway_tls(directory: Path) -> TlsFiles:
+    """A CA and a server certificate; skipped (failed under CI) without openssl."""
+    openssl = find_openssl()
+    require(openssl is not None, "the openssl command is not installed")
+    assert openssl is not None
+    return make_tls_files(directory, openssl)
