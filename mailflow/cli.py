@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return _run(args, environ)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`mailflow status | head`): not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MailflowError as exc:
         if debug:
             raise

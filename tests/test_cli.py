@@ -179,3 +179,19 @@ def test_commands_on_a_database_url_that_cannot_connect(command: list[str]) -> N
     assert result.returncode == 1
     assert "pw-5150" not in result.stderr
     assert result.stderr.startswith("mailflow: error: ")
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    # The reader is gone before mailflow (half a second to start) writes a byte.
+    command = f"{sys.executable} -m mailflow config example | true"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        capture_output=True,
+        text=True,
+        env=_env(None),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert "error" not in result.stderr
+    assert result.returncode == 0
