@@ -1,0 +1,197 @@
+"""Rules as data: load `rules/*.toml`, compile them once, and search a message's text with them.
+
+The file format is documented in `rules/README.md`. A file is one concern (its stem names it:
+`violations`, `kinds` ...). Each `[[rules]]` entry has an `id`, the `value` it contributes,
+`patterns` (a list, and/or one list per language key such as `en`, `fr`, `ar`) that are
+regular expressions searched case-insensitively, optional `unless` patterns that discard a
+match when they occur in the same sentence (negation, plans, quoted requests), and optional
+`scopes` saying which parts of the message to search. Any other key is kept in `extra` for the
+concern's own code (a country's ISO3 code, a bounce's hard/soft type ...).
+
+Matching is accent-insensitive: text and patterns are both folded (NFKD, combining marks
+removed), so `detenu` matches "détenu" and Arabic matches with or without harakat.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mailflow.errors import ConfigError
+
+SCOPES = (
+    "subject",
+    "new_text",
+    "quoted_text",
+    "text",
+    "signature",
+    "attachments",
+    "forwarded",
+    "headers",
+)
+DEFAULT_SCOPES = ("subject", "new_text")
+LANGUAGE_KEYS = frozenset({"en", "fr", "es", "ar", "pt", "ru", "de", "it", "nl", "tr", "any"})
+_RESERVED = frozenset({"id", "value", "patterns", "unless", "scopes", "description"})
+_SENTENCE_END = re.compile(r"[.!?؟;\n]")
+EVIDENCE_CHARS = 160
+
+
+def fold(text: str) -> str:
+    """Remove accents and Arabic harakat, keep everything else (case is handled by re.I)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """Where a rule matched: the scope, the matched text and its sentence."""
+
+    scope: str
+    matched: str
+    sentence: str
+    start: int  # offset in the folded scope text
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    concern: str
+    id: str
+    value: str
+    patterns: tuple[re.Pattern[str], ...]
+    unless: tuple[re.Pattern[str], ...] = ()
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.concern}.{self.id}"
+
+    def hits(self, doc: Document, scopes: Iterable[str] | None = None) -> Iterator[Hit]:
+        """Every match in the document's scopes, minus those an `unless` pattern vetoes."""
+        for scope in scopes or self.scopes:
+            text = doc.folded(scope)
+            if not text:
+                continue
+            for pattern in self.patterns:
+                for match in pattern.finditer(text):
+                    sentence = _sentence(text, match.start(), match.end())
+                    if any(veto.search(sentence) for veto in self.unless):
+                        continue
+                    yield Hit(scope, match.group(0)[:EVIDENCE_CHARS], sentence, match.start())
+
+    def first(self, doc: Document, scopes: Iterable[str] | None = None) -> Hit | None:
+        return next(self.hits(doc, scopes), None)
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    left = start
+    while left > 0 and not _SENTENCE_END.match(text, left - 1):
+        left -= 1
+    found = _SENTENCE_END.search(text, end)
+    right = found.start() if found else len(text)
+    return text[left:right][: EVIDENCE_CHARS * 4]
+
+
+class Document:
+    """The searchable text views of one message, folded once and cached per scope."""
+
+    def __init__(self, views: Mapping[str, str]) -> None:
+        unknown = set(views) - set(SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scopes {sorted(unknown)}")
+        self._views = dict(views)
+        self._folded: dict[str, str] = {}
+
+    def raw(self, scope: str) -> str:
+        return self._views.get(scope, "")
+
+    def folded(self, scope: str) -> str:
+        if scope not in self._folded:
+            self._folded[scope] = fold(self._views.get(scope, ""))
+        return self._folded[scope]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Every rule file of a directory, by concern (file stem)."""
+
+    rules_by_concern: Mapping[str, tuple[Rule, ...]]
+    tables: Mapping[str, Mapping[str, Any]]  # each file's top-level non-rule tables
+
+    def rules(self, concern: str) -> tuple[Rule, ...]:
+        return self.rules_by_concern.get(concern, ())
+
+    def table(self, concern: str, key: str) -> Any:
+        """A file's other top-level data (e.g. `countries.toml`'s `[[country]]` list)."""
+        return self.tables.get(concern, {}).get(key)
+
+    @classmethod
+    def load(cls, directory: Path) -> RuleSet:
+        return _load(directory.resolve())
+
+
+def default_rules_dir() -> Path:
+    """`rules/` beside the package in a checkout; installs ship it as package data."""
+    packaged = Path(__file__).resolve().parent.parent / "rules_data"
+    checkout = Path(__file__).resolve().parent.parent.parent / "rules"
+    return checkout if checkout.is_dir() else packaged
+
+
+@cache
+def _load(directory: Path) -> RuleSet:
+    if not directory.is_dir():
+        raise ConfigError(f"rules directory {directory} does not exist")
+    by_concern: dict[str, tuple[Rule, ...]] = {}
+    tables: dict[str, Mapping[str, Any]] = {}
+    for path in sorted(directory.glob("*.toml")):
+        concern = path.stem
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read rules: {exc}") from None
+        entries = data.pop("rules", [])
+        default_scopes = tuple(data.get("meta", {}).get("scopes", DEFAULT_SCOPES))
+        by_concern[concern] = tuple(
+            _rule(path, concern, entry, default_scopes) for entry in entries
+        )
+        tables[concern] = data
+    return RuleSet(by_concern, tables)
+
+
+def _rule(path: Path, concern: str, entry: Mapping[str, Any], scopes: tuple[str, ...]) -> Rule:
+    where = f"{path.name}: rule {entry.get('id', '?')!r}"
+    if "id" not in entry:
+        raise ConfigError(f"{where}: missing `id`")
+    sources: list[str] = list(entry.get("patterns", []))
+    for key in LANGUAGE_KEYS & set(entry):
+        sources.extend(entry[key])
+    rule_scopes = tuple(entry.get("scopes", scopes))
+    bad_scopes = set(rule_scopes) - set(SCOPES)
+    if bad_scopes:
+        raise ConfigError(f"{where}: unknown scopes {sorted(bad_scopes)}; known: {SCOPES}")
+    extra = {k: v for k, v in entry.items() if k not in _RESERVED and k not in LANGUAGE_KEYS}
+    return Rule(
+        concern=concern,
+        id=str(entry["id"]),
+        value=str(entry.get("value", entry["id"])),
+        patterns=_compile(where, sources),
+        unless=_compile(where, entry.get("unless", [])),
+        scopes=rule_scopes,
+        extra=extra,
+    )
+
+
+def _compile(where: str, sources: Iterable[str]) -> tuple[re.Pattern[str], ...]:
+    compiled = []
+    for source in sources:
+        try:
+            compiled.append(re.compile(fold(source), re.IGNORECASE))
+        except re.error as exc:
+            raise ConfigError(f"{where}: bad pattern {source!r}: {exc}") from None
+    return tuple(compiled)
