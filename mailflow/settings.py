@@ -134,6 +134,66 @@ class OutboundSettings:
         "password itself. Default variable: MAILFLOW_OUTBOUND_RELAY_PASSWORD.",
         None,
     )
+    bounce_domain: str = doc(
+        "Domain of the envelope sender (return path) bounces+TOKEN@bounce_domain, one token "
+        "per recipient, so a bounce names the delivery it is about. It must deliver back to "
+        "mailflow's intake. Empty uses the domain of from_address.",
+        "",
+    )
+    retry_for_hours: int = doc(
+        "How long a message the relay refuses temporarily (4xx, connection failure) is "
+        "retried, counted from when it was queued; then it is marked failed.",
+        120,
+    )
+    retry_initial_seconds: int = doc(
+        "Wait before the first retry; each further retry waits twice as long as the one "
+        "before, up to retry_max_seconds.",
+        300,
+    )
+    retry_max_seconds: int = doc("Longest wait between two retries.", 4 * 3600)
+    send_interval_seconds: int = doc(
+        "How often the service's delivery worker looks for messages due to be sent.", 30
+    )
+    batch_size: int = doc(
+        "Messages sent per pass of the delivery worker (over one relay connection) before "
+        "it checks again for a stop request.",
+        50,
+    )
+    templates_dir: Path = doc(
+        "Directory of the e-mail templates: <purpose>/<language>.txt (and optional .html). "
+        "Empty uses the templates shipped with mailflow.",
+        Path(""),
+    )
+
+
+@dataclass(frozen=True)
+class AcknowledgementSettings:
+    enabled: bool = doc(
+        "Acknowledge new reports and action reports by e-mail, in the sender's language, "
+        "with their reference. Until a relay is configured they wait in the local outbox.",
+        True,
+    )
+    from_address: str = doc(
+        "Sender of acknowledgements. Empty uses outbound.from_address.",
+        "",
+    )
+    window_hours: int = doc(
+        "At most one acknowledgement per sender address within this many hours, so a "
+        "sender writing often (or an unnoticed mail loop) gets one, not one per message.",
+        24,
+    )
+    reference_prefix: str = doc(
+        "Put before the reference in the subject tag, e.g. '[Ref. R-2026-000123]', so a "
+        "reply quoting the subject can be tied to its report. Keep it neutral: the subject "
+        "shows on lock screens and notifications.",
+        "Ref.",
+    )
+    quote_subject: bool = doc(
+        "Answer under 'Re: <the sender's subject>' instead of the reference tag alone. Off "
+        "by default: a subject naming a person or an event shows on a lock screen, and an "
+        "acknowledgement must say nothing that would endanger a reporter.",
+        False,
+    )
 
 
 @dataclass(frozen=True)
@@ -189,6 +249,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     smtp_intake: SmtpIntakeSettings = field(default_factory=SmtpIntakeSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    acknowledgement: AcknowledgementSettings = field(default_factory=AcknowledgementSettings)
     imap_accounts: tuple[ImapAccountSettings, ...] = ()
     source: Path | None = None
 
@@ -204,11 +265,29 @@ class Settings:
             return self.outbound.maildir
         return self.service.data_dir / "outbox"
 
+    @property
+    def templates_dir(self) -> Path:
+        if str(self.outbound.templates_dir) not in ("", "."):
+            return self.outbound.templates_dir
+        # The templates/ directory beside the package (a source checkout or editable install).
+        return Path(__file__).resolve().parent.parent / "templates"
+
+    @property
+    def bounce_domain(self) -> str:
+        if self.outbound.bounce_domain:
+            return self.outbound.bounce_domain.strip().lower()
+        return self.outbound.from_address.rpartition("@")[2].strip().lower()
+
+    @property
+    def ack_from_address(self) -> str:
+        return self.acknowledgement.from_address or self.outbound.from_address
+
 
 SECTIONS: dict[str, type[Any]] = {
     "service": ServiceSettings,
     "database": DatabaseSettings,
     "smtp_intake": SmtpIntakeSettings,
     "outbound": OutboundSettings,
+    "acknowledgement": AcknowledgementSettings,
 }
 ACCOUNT_LIST = "imap_accounts"

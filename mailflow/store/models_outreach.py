@@ -108,6 +108,7 @@ class Delivery(Base):
         check_in("state", DELIVERY_STATES),
         CheckConstraint("attempts >= 0", name="attempts"),
         Index(None, "state", "next_attempt_at"),  # the sender's "what is due" query
+        Index(None, "to_address"),  # one acknowledgement per sender per window; bounces
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -131,5 +132,8 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+    # The rendered message exactly as sent (content-addressed in blobs), written with the row
+    # so that a retry or a crash recovery sends the same bytes. Nullable: rows older than 0005.
+    body_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), index=True)
 
     campaign: Mapped[Campaign | None] = relationship(back_populates="deliveries")

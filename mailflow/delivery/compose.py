@@ -1,0 +1,157 @@
+"""Composing outbound messages: plain values in, RFC 5322 bytes out. Pure.
+
+Every header value is stripped of CR, LF, NUL and other control characters before it reaches
+`email`, so no caller-supplied text (a subject taken from an incoming report, a contact's
+name) can add a header or end the header block. Addresses are parsed, not pasted.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from mailflow.delivery.errors import InvalidOutbound
+
+# SMTP's CRLF line ends, and 7-bit transfer encodings (quoted-printable or base64) for
+# non-ASCII text: the relay may not offer 8BITMIME, and a French or Arabic body must survive.
+POLICY = policy.SMTP.clone(cte_type="7bit")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_MESSAGE_ID = re.compile(r"<?([^<>\s]{1,250})>?")
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*"
+)
+MAX_SUBJECT_CHARS = 250
+MAX_REFERENCES = 20
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to one recipient, as plain values. No reporter data beyond the address.
+
+    `in_reply_to` and `references` are Message-IDs with or without angle brackets; invalid
+    ones are dropped. `extra_headers` is for headers a purpose needs (e.g. List-Unsubscribe
+    for campaigns); their values are cleaned like every other header.
+    """
+
+    purpose: str
+    to_address: str
+    from_address: str
+    subject: str
+    text: str
+    language: str = "en"
+    html: str | None = None
+    to_name: str = ""
+    from_name: str = ""
+    reply_to: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    auto_submitted: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What mailflow makes for each recipient: tokens and the Message-ID built from one."""
+
+    message_id: str
+    verp_token: str
+    reply_token: str
+
+
+def clean_header(value: str) -> str:
+    """The value with control characters (CR, LF, NUL, TAB...) turned into single spaces."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def is_plain_address(address: str) -> bool:
+    """A bare ASCII addr-spec that SMTP without SMTPUTF8 can carry."""
+    return _ADDRESS.fullmatch(address) is not None
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip().lower()
+
+
+def new_identity(domain: str) -> Identity:
+    """Fresh, unguessable tokens. Hex: some MTAs lower-case local parts on the way back."""
+    reply_token = secrets.token_hex(16)
+    return Identity(
+        message_id=f"<mf.{reply_token}@{domain}>",
+        verp_token=secrets.token_hex(16),
+        reply_token=reply_token,
+    )
+
+
+def return_path(verp_token: str, bounce_domain: str) -> str:
+    """The envelope sender: bounces come back to an address naming the delivery."""
+    return f"bounces+{verp_token}@{bounce_domain}"
+
+
+def message_id_token(value: str | None) -> str | None:
+    """`<id>` from a Message-ID given with or without brackets; None if it is not one."""
+    if not value:
+        return None
+    match = _MESSAGE_ID.fullmatch(clean_header(value))
+    return f"<{match.group(1)}>" if match else None
+
+
+def render(message: OutboundMessage, identity: Identity, now: datetime) -> bytes:
+    """The message as bytes to hand to the relay (CRLF line ends, 7-bit)."""
+    mail = EmailMessage(policy=POLICY)
+    mail["From"] = _address(message.from_name, message.from_address)
+    mail["To"] = _address(message.to_name, message.to_address)
+    if message.reply_to:
+        mail["Reply-To"] = _address("", message.reply_to)
+    mail["Subject"] = clean_header(message.subject)[:MAX_SUBJECT_CHARS]
+    mail["Date"] = format_datetime(now)
+    mail["Message-ID"] = identity.message_id
+    _threading(mail, message.in_reply_to, message.references)
+    if message.auto_submitted:
+        mail["Auto-Submitted"] = clean_header(message.auto_submitted)
+    for name, value in message.extra_headers:
+        mail[_header_name(name)] = clean_header(value)
+    mail.set_content(message.text, subtype="plain", charset="utf-8")
+    if message.html is not None:
+        mail.add_alternative(message.html, subtype="html", charset="utf-8")
+    # After the body: set_content() drops every Content-* header set before it.
+    mail["Content-Language"] = clean_header(message.language)
+    return mail.as_bytes(policy=POLICY)
+
+
+def _threading(mail: EmailMessage, in_reply_to: str | None, references: Sequence[str]) -> None:
+    """In-Reply-To and References (RFC 5322 3.6.4): the parent's references, then the parent."""
+    parent = message_id_token(in_reply_to)
+    chain = [token for ref in references if (token := message_id_token(ref)) is not None]
+    if parent is not None:
+        mail["In-Reply-To"] = parent
+        if parent not in chain:
+            chain.append(parent)
+    if chain:
+        # Keep the thread's root and the most recent ones: long chains only grow headers.
+        kept = chain if len(chain) <= MAX_REFERENCES else [chain[0], *chain[-MAX_REFERENCES:]]
+        mail["References"] = " ".join(kept)
+
+
+def _address(name: str, address: str) -> Address:
+    spec = clean_header(address)
+    if not is_plain_address(spec):
+        raise InvalidOutbound(f"not a deliverable e-mail address: {spec[:80]!r}")
+    local, _, domain = spec.rpartition("@")
+    try:
+        return Address(display_name=clean_header(name), username=local, domain=domain)
+    except (HeaderParseError, ValueError, IndexError) as exc:
+        raise InvalidOutbound(f"not a deliverable e-mail address: {spec[:80]!r}") from exc
+
+
+def _header_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,76}", name):
+        raise InvalidOutbound(f"not a header name: {name[:80]!r}")
+    return name
