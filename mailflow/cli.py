@@ -17,7 +17,9 @@ from pathlib import Path
 
 from mailflow import __version__, config, logs
 from mailflow.cli_admin import cmd_config, cmd_init, cmd_status
+from mailflow.cli_delivery import add_delivery_commands
 from mailflow.cli_intake import cmd_ingest, cmd_quarantine
+from mailflow.cli_understand import add_commands as understanding_commands
 from mailflow.errors import ConfigError, MailflowError
 from mailflow.processing import process_all
 from mailflow.service import build, pollers, prepare_database, serve
@@ -232,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_status)
     _intake_commands(sub, common)
+    add_delivery_commands(sub, common)
+    understanding_commands(sub, common)
     return parser
 
 

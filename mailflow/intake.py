@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailflow.errors import StorageError, StorageUnavailable
 from mailflow.headers import clean_text
 from mailflow.logs import fields
-from mailflow.stages import DEFAULT_STAGES, Record, Stage, record_headers
+from mailflow.stages import Record, Stage, record_headers
 from mailflow.store.engine import translate_db_errors
 from mailflow.store.messages import Arrival, Stored, store_many
 from mailflow.store.models import Blob, Message
@@ -47,7 +47,7 @@ class Intake:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        stages: Sequence[Stage] = DEFAULT_STAGES,
+        stages: Sequence[Stage],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.classify.rules import RuleSet
+from mailflow.delivery import run_delivery
 from mailflow.errors import MailflowError
 from mailflow.intake import Intake, utcnow
 from mailflow.logs import fields
@@ -23,6 +25,7 @@ from mailflow.outbox import MaildirOutbox
 from mailflow.poller import ImapPoller
 from mailflow.settings import Settings
 from mailflow.smtp_in import IntakeHandler, start_server
+from mailflow.stages import default_stages
 from mailflow.store import migrate
 from mailflow.store.engine import describe_url, make_engine, session_factory
 
@@ -47,7 +50,10 @@ class App:
 def build(settings: Settings) -> App:
     engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
     sessions = session_factory(engine)
-    return App(settings, engine, sessions, Intake(sessions), MaildirOutbox(settings.outbox_dir))
+    # Rules are loaded once here: a bad rule file stops the start, naming the file and rule.
+    stages = default_stages(RuleSet.load(settings.rules_dir), settings)
+    intake = Intake(sessions, stages)
+    return App(settings, engine, sessions, intake, MaildirOutbox(settings.outbox_dir))
 
 
 def prepare_database(app: App) -> None:
@@ -113,6 +119,15 @@ async def serve(
     threads.append(
         threading.Thread(
             target=sweep_pending, args=(app, poll_stop, utcnow()), name="sweeper", daemon=True
+        )
+    )
+    # Outbound mail (acknowledgements, campaigns) queued in the ledger: relay or Maildir.
+    threads.append(
+        threading.Thread(
+            target=run_delivery,
+            args=(app.sessions, settings, poll_stop),
+            name="delivery",
+            daemon=True,
         )
     )
     for thread in threads:

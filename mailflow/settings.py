@@ -44,6 +44,11 @@ class ServiceSettings:
         "'text' writes key=value lines for people, 'json' one object per line for collectors.",
         "text",
     )
+    rules_dir: Path = doc(
+        "Classification rules (rules/README.md). Empty means the rules/ directory shipped "
+        "beside the package. A bad rule file stops the start, naming the file and the rule.",
+        Path(""),
+    )
 
 
 @dataclass(frozen=True)
@@ -264,6 +269,12 @@ class Settings:
         if str(self.outbound.maildir) not in ("", "."):
             return self.outbound.maildir
         return self.service.data_dir / "outbox"
+
+    @property
+    def rules_dir(self) -> Path:
+        if str(self.service.rules_dir) not in ("", "."):
+            return self.service.rules_dir
+        return Path(__file__).resolve().parent.parent / "rules"
 
     @property
     def templates_dir(self) -> Path:

@@ -25,6 +25,7 @@ from mailflow.store.models_cases import (
     Case,
     Decision,
     DecisionDocument,
+    LinkSuggestion,
     Person,
     Report,
     Reporter,
@@ -39,6 +40,7 @@ from mailflow.store.models_cases import (
 )
 from mailflow.store.models_intake import (
     CHANNELS,
+    LINK_METHODS,
     MESSAGE_STATUSES,
     Attachment,
     Blob,
@@ -78,6 +80,7 @@ __all__ = [
     "CAMPAIGN_STATUSES",
     "CHANNELS",
     "DELIVERY_STATES",
+    "LINK_METHODS",
     "MESSAGE_STATUSES",
     "NAMING_CONVENTION",
     "REPORT_STATUSES",
@@ -98,6 +101,7 @@ __all__ = [
     "DecisionDocument",
     "Delivery",
     "ImapCheckpoint",
+    "LinkSuggestion",
     "Message",
     "MessageKind",
     "MessageSource",

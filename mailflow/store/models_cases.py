@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from mailflow.store.models_base import Base, Violation, check_in
@@ -141,7 +150,8 @@ class ActionReport(Base):
     __tablename__ = "action_reports"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    country: Mapped[str] = mapped_column(String(3), index=True)  # the reporting parliament
+    # The reporting parliament (ISO3); None until someone can tell which parliament wrote.
+    country: Mapped[str | None] = mapped_column(String(3), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -204,3 +214,22 @@ class DecisionDocument(Base):
     official: Mapped[bool] = mapped_column(default=False)
 
     decision: Mapped[Decision] = relationship(back_populates="documents")
+
+
+class LinkSuggestion(Base):
+    """A possible link triage should look at, never applied on its own: a message whose MP
+    name and country match an existing case or report, but nothing firmer (no reply header,
+    no case code)."""
+
+    __tablename__ = "link_suggestions"
+    __table_args__ = (
+        CheckConstraint("(report_id IS NOT NULL) <> (case_id IS NOT NULL)", name="one_target"),
+        UniqueConstraint("message_pk", "report_id", "case_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)  # e.g. "MP name 'Batsukh' and country MNG"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy import false as sql_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailflow.store.models_base import Base, check_in
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 MESSAGE_STATUSES = ("received", "processed", "quarantined")
 CHANNELS = ("imap", "smtp", "lmtp", "file")
+LINK_METHODS = ("new", "duplicate", "reply", "case_code", "subject")
 
 
 class Blob(Base):
@@ -51,6 +53,7 @@ class Message(Base):
     __table_args__ = (
         check_in("status", MESSAGE_STATUSES),
         CheckConstraint("times_received >= 1", name="times_received"),
+        check_in("linked_by", LINK_METHODS),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,6 +81,14 @@ class Message(Base):
         ForeignKey("deliveries.id", use_alter=True), index=True
     )
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    urgent: Mapped[bool] = mapped_column(default=False, server_default=sql_false())
+    # The label fields and the rules that fired (JSON), as `mailflow explain` shows them.
+    classification: Mapped[str | None] = mapped_column(Text)
+    # The subject without Re:/Fwd:/TR:... prefixes, casefolded: how a follow-up without
+    # In-Reply-To finds its thread (with the same correspondent).
+    subject_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    # How the message was attached to its record: LINK_METHODS.
+    linked_by: Mapped[str | None] = mapped_column(String(16))
 
     blob: Mapped[Blob] = relationship()
     sources: Mapped[list[MessageSource]] = relationship(

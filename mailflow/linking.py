@@ -1,0 +1,51 @@
+"""Pure helpers for tying a message to earlier ones: thread keys and reference lists.
+
+Linking itself needs the database (mailflow/store/linking.py); what can be decided from the
+message alone lives here, so it is tested without one.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from mailflow.parse.model import ParsedMessage
+
+# Reply and forward prefixes in the languages of the intake mailbox, as mail clients write
+# them: Re/RE (most), AW/WG (German), TR (French "transféré"), RV/RE (Spanish "reenviado"),
+# Réf./Ref. (French), SV/VS (Nordic), Enc/ENC (Portuguese), Doorst (Dutch), رد/إعادة توجيه
+# (Arabic), Ответ/Отв/Пересл/FW (Russian), and numbered forms such as "Re[2]:" or "Re(3):".
+_PREFIX = re.compile(
+    r"^\s*(?:re|aw|fw|fwd|wg|tr|rv|r|ref|réf|sv|vs|enc|antw|doorst|رد|إعادة توجيه|"
+    r"ответ|отв|пересл|fwd?)\s*(?:\[\d+\]|\(\d+\))?(?:\s*[.:])+\s*",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"^\s*\[[^\]]{1,40}\]\s*")  # "[EXTERNAL]", "[SPAM?]", list tags
+_SPACE = re.compile(r"\s+")
+MIN_KEY_CHARS = 8  # shorter subjects ("Hello", "Urgent") would join unrelated threads
+MAX_KEY_CHARS = 255
+
+
+def subject_key(subject: str) -> str | None:
+    """The thread key of a subject: prefixes and tags stripped, spaces collapsed, casefolded.
+
+    None when what is left is too short to identify a thread on its own.
+    """
+    text = unicodedata.normalize("NFKC", subject)
+    while True:
+        stripped = _TAG.sub("", _PREFIX.sub("", text, count=1), count=1)
+        if stripped == text:
+            break
+        text = stripped
+    key = _SPACE.sub(" ", text).strip().casefold()[:MAX_KEY_CHARS]
+    return key if len(key) >= MIN_KEY_CHARS else None
+
+
+def referenced_ids(parsed: ParsedMessage) -> tuple[str, ...]:
+    """Message-IDs this message answers, nearest first: In-Reply-To, then References from the
+    newest back (a reply's own parent is the best evidence, the thread's root the weakest)."""
+    seen: list[str] = []
+    for mid in (parsed.in_reply_to, *reversed(parsed.references)):
+        if mid and mid not in seen and mid != parsed.message_id:
+            seen.append(mid)
+    return tuple(seen)
