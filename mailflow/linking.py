@@ -49,3 +49,27 @@ def referenced_ids(parsed: ParsedMessage) -> tuple[str, ...]:
         if mid and mid not in seen and mid != parsed.message_id:
             seen.append(mid)
     return tuple(seen)
+
+
+# The envelope sender of every delivery is bounces+TOKEN@bounce-domain (delivery/compose.py),
+# so a bounce names its delivery in the address it was sent to.
+_VERP = re.compile(r"\bbounces\+([A-Za-z0-9_-]{6,64})@", re.IGNORECASE)
+_RETURNED_ID = re.compile(r"^message-id:\s*<([^<>\s]{1,900})>", re.IGNORECASE | re.MULTILINE)
+_ENVELOPE_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
+
+
+def verp_tokens(parsed: ParsedMessage, envelope_to: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Delivery tokens from the addresses a bounce was sent to, envelope first."""
+    places = [*envelope_to, *(a.email for a in parsed.to)]
+    places += [value for name in _ENVELOPE_HEADERS for value in parsed.header_all(name)]
+    found: list[str] = []
+    for place in places:
+        for token in _VERP.findall(place):
+            if token not in found:
+                found.append(token)
+    return tuple(found)
+
+
+def returned_ids(parsed: ParsedMessage) -> tuple[str, ...]:
+    """Message-IDs of the messages a bounce returns (from its returned headers)."""
+    return tuple(_RETURNED_ID.findall(parsed.returned_headers))

@@ -105,7 +105,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     settings = app.settings
     app.outbox.ensure()
-    handler = IntakeHandler(app.intake, settings.smtp_intake)
+    handler = IntakeHandler(app.intake, settings.smtp_intake, settings.bounce_domain)
     server = (
         await start_server(handler, settings.smtp_intake) if settings.smtp_intake.enabled else None
     )

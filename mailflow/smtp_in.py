@@ -33,8 +33,13 @@ log = logging.getLogger(__name__)
 class IntakeHandler:
     """aiosmtpd handler hooks: filter recipients, then hand the bytes to the intake pipeline."""
 
-    def __init__(self, intake: Intake, settings: SmtpIntakeSettings) -> None:
+    def __init__(
+        self, intake: Intake, settings: SmtpIntakeSettings, bounce_domain: str = ""
+    ) -> None:
         self.intake = intake
+        # Bounces of our own mail come back to bounces+TOKEN@bounce_domain (VERP): accepted
+        # beside the report addresses, so they reach intake and are tied to their delivery.
+        self.bounce_suffix = f"@{bounce_domain.lower()}" if bounce_domain else None
         self.protocol = settings.protocol
         self.recipients = frozenset(address.lower() for address in settings.recipients)
         self.require_tls = settings.require_starttls
@@ -67,10 +72,16 @@ class IntakeHandler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
+    def _accepts(self, address: str) -> bool:
+        if address in self.recipients:
+            return True
+        suffix = self.bounce_suffix
+        return bool(suffix and address.startswith("bounces+") and address.endswith(suffix))
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
-        if self.recipients and address.lower() not in self.recipients:
+        if self.recipients and not self._accepts(address.lower()):
             return "550 5.1.1 Recipient address rejected: not a report address here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"

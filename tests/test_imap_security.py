@@ -100,6 +100,9 @@ def trusting(tls_files: TlsFiles) -> ssl.SSLContext:
 def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Every log record, imapclient's protocol trace included, to look for secrets in."""
     caplog.set_level(logging.DEBUG)
+    # An earlier in-process `mailflow` run (logs.configure) may have quietened imapclient's
+    # own logger; caplog restores it after the test.
+    caplog.set_level(logging.DEBUG, logger="imapclient")
     return caplog
 
 

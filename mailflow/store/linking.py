@@ -66,6 +66,13 @@ def answered_delivery(session: Session, referenced: Sequence[str]) -> Delivery |
     return next((by_id[mid] for mid in referenced if mid in by_id), None)
 
 
+def delivery_by_verp(session: Session, tokens: Sequence[str]) -> Delivery | None:
+    """The delivery a bounce names in its VERP address."""
+    if not tokens:
+        return None
+    return session.scalars(select(Delivery).where(Delivery.verp_token.in_(tokens)).limit(1)).first()
+
+
 def report_by_reply(
     session: Session, referenced: Sequence[str], delivery: Delivery | None
 ) -> Report | None:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mailflow.classify.model import Classification, FormSubmission
-from mailflow.linking import referenced_ids, subject_key
+from mailflow.linking import referenced_ids, returned_ids, subject_key, verp_tokens
 from mailflow.logs import fields
 from mailflow.parse.model import ParsedMessage
 from mailflow.store import linking
@@ -34,8 +34,10 @@ from mailflow.store.models import (
     Person,
     Report,
     Reporter,
+    Suppression,
     Violation,
     is_case_code,
+    normalise_email,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +116,8 @@ def _link(
     delivery = linking.answered_delivery(session, referenced)
     if delivery is not None:
         message.delivery_id, message.campaign_id = delivery.id, delivery.campaign_id
+    if found.kind == "bounce":
+        return _bounce(session, message, parsed, found, delivery)
     if found.kind == "action_report":
         return _action_report(session, message, parsed, found, delivery)
     if found.kind not in ("report", "followup"):
@@ -266,3 +270,39 @@ def _action_report(
     session.flush()
     message.action_report_id = record.id
     return Linked(None, record, delivery, "new")
+
+
+def _bounce(
+    session: Session,
+    message: Message,
+    parsed: ParsedMessage,
+    found: Classification,
+    delivery: Delivery | None,
+) -> Linked:
+    """Tie a bounce to the delivery it reports on; a hard one suppresses the address.
+
+    Only a bounce tied to one of our deliveries (by its VERP address or the returned
+    Message-ID) suppresses anything: a forged or misdirected bounce naming some address
+    must not stop our mail to it.
+    """
+    envelope = tuple(
+        address for source in message.sources for address in json.loads(source.envelope_to or "[]")
+    )
+    delivery = (
+        linking.delivery_by_verp(session, verp_tokens(parsed, envelope))
+        or linking.answered_delivery(session, returned_ids(parsed))
+        or delivery
+    )
+    if delivery is None:
+        return Linked()
+    message.delivery_id, message.campaign_id = delivery.id, delivery.campaign_id
+    failed = {address.lower() for address in found.bounced_recipients}
+    if failed and delivery.to_address.lower() not in failed:
+        return Linked(delivery=delivery)  # about another recipient of the same message
+    detail = f"{found.bounce_type or 'unknown'} bounce, message {message.id}"
+    delivery.last_error = detail[:2000]
+    if found.bounce_type == "hard":
+        delivery.state = "bounced"
+        if session.get(Suppression, normalise_email(delivery.to_address)) is None:
+            session.add(Suppression(email=delivery.to_address, reason="hard_bounce", detail=detail))
+    return Linked(delivery=delivery)
