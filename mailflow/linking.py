@@ -54,17 +54,30 @@ def referenced_ids(parsed: ParsedMessage) -> tuple[str, ...]:
 # The envelope sender of every delivery is bounces+TOKEN@bounce-domain (delivery/compose.py),
 # so a bounce names its delivery in the address it was sent to.
 _VERP = re.compile(r"\bbounces\+([A-Za-z0-9_-]{6,64})@", re.IGNORECASE)
+# A campaign's List-Unsubscribe mailto address (outreach/campaigns.py): unsubscribe+TOKEN@.
+_UNSUBSCRIBE = re.compile(r"\bunsubscribe\+([A-Za-z0-9_-]{6,64})@", re.IGNORECASE)
 _RETURNED_ID = re.compile(r"^message-id:\s*<([^<>\s]{1,900})>", re.IGNORECASE | re.MULTILINE)
 _ENVELOPE_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
 
 
 def verp_tokens(parsed: ParsedMessage, envelope_to: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Delivery tokens from the addresses a bounce was sent to, envelope first."""
+    return _tokens(_VERP, parsed, envelope_to)
+
+
+def unsubscribe_tokens(parsed: ParsedMessage, envelope_to: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Opt-out tokens from the addresses a message was sent to (a List-Unsubscribe mailto)."""
+    return _tokens(_UNSUBSCRIBE, parsed, envelope_to)
+
+
+def _tokens(
+    pattern: re.Pattern[str], parsed: ParsedMessage, envelope_to: tuple[str, ...]
+) -> tuple[str, ...]:
     places = [*envelope_to, *(a.email for a in parsed.to)]
     places += [value for name in _ENVELOPE_HEADERS for value in parsed.header_all(name)]
     found: list[str] = []
     for place in places:
-        for token in _VERP.findall(place):
+        for token in pattern.findall(place):
             if token not in found:
                 found.append(token)
     return tuple(found)

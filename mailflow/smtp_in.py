@@ -37,8 +37,9 @@ class IntakeHandler:
         self, intake: Intake, settings: SmtpIntakeSettings, bounce_domain: str = ""
     ) -> None:
         self.intake = intake
-        # Bounces of our own mail come back to bounces+TOKEN@bounce_domain (VERP): accepted
-        # beside the report addresses, so they reach intake and are tied to their delivery.
+        # Bounces of our own mail come back to bounces+TOKEN@bounce_domain (VERP), opt-outs
+        # to unsubscribe+TOKEN@bounce_domain: accepted beside the report addresses, so they
+        # reach intake and are tied to their delivery.
         self.bounce_suffix = f"@{bounce_domain.lower()}" if bounce_domain else None
         self.protocol = settings.protocol
         self.recipients = frozenset(address.lower() for address in settings.recipients)
@@ -76,7 +77,9 @@ class IntakeHandler:
         if address in self.recipients:
             return True
         suffix = self.bounce_suffix
-        return bool(suffix and address.startswith("bounces+") and address.endswith(suffix))
+        return bool(
+            suffix and address.startswith(("bounces+", "unsubscribe+")) and address.endswith(suffix)
+        )
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any

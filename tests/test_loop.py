@@ -8,6 +8,7 @@ Real intake (SMTP endpoint, parsing, rules), real databases, the Maildir outbox 
 from __future__ import annotations
 
 import mailbox
+import smtplib
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -57,7 +58,7 @@ def take(app: App, raw: bytes) -> Message:
 
 def outbox(app: App) -> list[bytes]:
     box = mailbox.Maildir(app.settings.outbox_dir, create=False)
-    return [box.get_bytes(key) for key in box]
+    return [box.get_bytes(key) for key in box.iterkeys()]
 
 
 def test_a_report_is_acknowledged_once_in_the_reporters_language(
@@ -111,6 +112,8 @@ def test_a_hard_bounce_of_our_mail_comes_back_and_suppresses_the_address(
     settings = loop_settings(tmp_path, db_url)
     with migrated_app(settings) as app:
         take(app, REPORT)
+        # The acknowledgement goes out first (a bounce cannot overtake its message).
+        assert deliver_due(app.sessions, settings, make_transport(settings), datetime.now(UTC)).sent
         with app.sessions() as session:
             delivery = session.scalars(select(Delivery)).one()
             token, message_id = delivery.verp_token, delivery.message_id
@@ -202,3 +205,44 @@ The Secretary of the Norwegian IPU group
             assert record.country == "NOR"
             assert {a.action_type for a in record.actions} >= {"request_mfa_intervention"}
             assert [case.code for case in record.cases] == ["TUR-69"]
+
+
+def test_mail_to_a_list_unsubscribe_address_opts_its_recipient_out(
+    tmp_path: Path, db_url: str
+) -> None:
+    settings = loop_settings(tmp_path, db_url)
+    with migrated_app(settings) as app:
+        with app.sessions.begin() as session:
+            campaign = Campaign(name="Decisions 217", purpose="decision", created_by="test")
+            session.add(campaign)
+            session.flush()
+            session.add(
+                Delivery(
+                    campaign_id=campaign.id,
+                    purpose="decision",
+                    to_address="desk@media.example",
+                    language="en",
+                    message_id="<mf.reply456@ipu.example>",
+                    verp_token="verp456789",
+                    unsubscribe_token="unsub456789",
+                )
+            )
+        request = (
+            b"From: someone@elsewhere.example\r\nTo: unsubscribe+unsub456789@"
+            + BOUNCES.encode()
+            + b"\r\nSubject: unsubscribe\r\nMessage-ID: <unsub-1@media.example>\r\n\r\n\r\n"
+        )
+        with running(app):
+            assert send(settings, request, to=f"unsubscribe+unsub456789@{BOUNCES}") == {}
+            # An address at the bounce domain that is neither is still refused.
+            try:
+                send(settings, request, to=f"someone@{BOUNCES}")
+                refused = False
+            except smtplib.SMTPRecipientsRefused:
+                refused = True
+            assert refused
+        app.intake.process_pending()
+        with app.sessions() as session:
+            # The token's recipient is opted out, not the request's sender.
+            assert session.get_one(Suppression, "desk@media.example").reason == "opt_out"
+            assert session.get(Suppression, "someone@elsewhere.example") is None

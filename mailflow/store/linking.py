@@ -73,6 +73,14 @@ def delivery_by_verp(session: Session, tokens: Sequence[str]) -> Delivery | None
     return session.scalars(select(Delivery).where(Delivery.verp_token.in_(tokens)).limit(1)).first()
 
 
+def delivery_by_unsubscribe(session: Session, tokens: Sequence[str]) -> Delivery | None:
+    """The campaign mail whose List-Unsubscribe address a message was sent to."""
+    if not tokens:
+        return None
+    query = select(Delivery).where(Delivery.unsubscribe_token.in_(tokens)).limit(1)
+    return session.scalars(query).first()
+
+
 def report_by_reply(
     session: Session, referenced: Sequence[str], delivery: Delivery | None
 ) -> Report | None:

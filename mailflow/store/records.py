@@ -18,7 +18,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mailflow.classify.model import Classification, FormSubmission
-from mailflow.linking import referenced_ids, returned_ids, subject_key, verp_tokens
+from mailflow.linking import (
+    referenced_ids,
+    returned_ids,
+    subject_key,
+    unsubscribe_tokens,
+    verp_tokens,
+)
 from mailflow.logs import fields
 from mailflow.parse.model import ParsedMessage
 from mailflow.store import linking
@@ -112,6 +118,8 @@ def _link(
         message.duplicate_of_id = original.id
         message.report_id, message.action_report_id = original.report_id, original.action_report_id
         return Linked(original.report, original.action_report, None, "duplicate")
+    if _unsubscribe(session, message, parsed):
+        return Linked(delivery=session.get(Delivery, message.delivery_id))
     referenced = referenced_ids(parsed)
     delivery = linking.answered_delivery(session, referenced)
     if delivery is not None:
@@ -272,6 +280,30 @@ def _action_report(
     return Linked(None, record, delivery, "new")
 
 
+def _envelope(message: Message) -> tuple[str, ...]:
+    return tuple(
+        address for source in message.sources for address in json.loads(source.envelope_to or "[]")
+    )
+
+
+def _unsubscribe(session: Session, message: Message, parsed: ParsedMessage) -> bool:
+    """A message to a campaign's List-Unsubscribe address opts that recipient out.
+
+    The token names the delivery, so only its recipient is suppressed, whoever sends the
+    request (mail clients send it from the account that received the campaign).
+    """
+    tokens = unsubscribe_tokens(parsed, _envelope(message))
+    delivery = linking.delivery_by_unsubscribe(session, tokens)
+    if delivery is None:
+        return False
+    message.delivery_id, message.campaign_id = delivery.id, delivery.campaign_id
+    if session.get(Suppression, normalise_email(delivery.to_address)) is None:
+        detail = f"List-Unsubscribe mail, message {message.id}"
+        session.add(Suppression(email=delivery.to_address, reason="opt_out", detail=detail))
+    log.info("opt-out recorded", extra=fields(delivery=delivery.id, message=message.id))
+    return True
+
+
 def _bounce(
     session: Session,
     message: Message,
@@ -285,11 +317,8 @@ def _bounce(
     Message-ID) suppresses anything: a forged or misdirected bounce naming some address
     must not stop our mail to it.
     """
-    envelope = tuple(
-        address for source in message.sources for address in json.loads(source.envelope_to or "[]")
-    )
     delivery = (
-        linking.delivery_by_verp(session, verp_tokens(parsed, envelope))
+        linking.delivery_by_verp(session, verp_tokens(parsed, _envelope(message)))
         or linking.answered_delivery(session, returned_ids(parsed))
         or delivery
     )
