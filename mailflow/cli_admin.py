@@ -159,6 +159,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"database: {describe_url(settings.database_url)}")
         states = ("received", "processed", "quarantined")
         print("messages: " + ", ".join(f"{s} {status.by_status.get(s, 0)}" for s in states))
+        if status.by_kind:
+            print("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(status.by_kind.items())))
+        if status.urgent_untriaged:
+            print(f"URGENT: {status.urgent_untriaged} urgent report(s) not triaged yet")
         print(f"outbox: {app.outbox.count()} message(s) in {app.outbox.path}")
         for folder in status.folders:
             print(_folder_line(folder, status.quarantined_by_account.get(folder.account, 0)))

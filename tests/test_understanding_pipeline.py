@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from mailflow.store.export import exported
+from mailflow.store.status import intake_status
 from mailflow.store.messages import Arrival
 from mailflow.store.models import Blob, Message, Report
 from tests.support import migrated_app, settings_for
@@ -68,6 +69,10 @@ def test_a_form_report_is_recorded_and_its_reporter_stays_inside(
             assert report.reporter is not None and report.reporter.email == CANARY_EMAIL
             assert report.country == "KEN"
             exported_text = json.dumps(list(exported(session)))
+            status = intake_status(session)
+            assert status.urgent_untriaged == 1 and status.by_kind == {"report": 1}
+            labels = json.loads(message.classification or "{}")
+            assert labels["kind"] == "report" and labels["fired"] and labels["defects"] == []
     for secret in (CANARY_EMAIL, CANARY_PHONE, "Canary Reporter"):
         assert secret not in exported_text
         assert secret not in caplog.text

@@ -76,7 +76,12 @@ def record_understanding(session: Session, message: Message, understood: Underst
     message.urgent = found.urgent
     message.subject_key = subject_key(parsed.subject)
     message.classification = json.dumps(
-        {**found.labels(), "fired": [f.describe() for f in found.fired]}, ensure_ascii=False
+        {
+            **found.labels(),
+            "fired": [f.describe() for f in found.fired],
+            "defects": list(parsed.defects),
+        },
+        ensure_ascii=False,
     )
     _record_attachments(session, message, parsed)
     linked = _link(session, message, parsed, found)

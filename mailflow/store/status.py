@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from mailflow.store.models import ImapCheckpoint, Message, MessageSource
+from mailflow.store.models import ImapCheckpoint, Message, MessageSource, Report
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class IntakeStatus:
     by_status: dict[str, int]
     folders: tuple[FolderStatus, ...]
     quarantined_by_account: dict[str, int]
+    urgent_untriaged: int = 0  # urgent reports still in status "new"
+    by_kind: dict[str, int] | None = None
 
 
 def intake_status(session: Session) -> IntakeStatus:
@@ -61,8 +63,16 @@ def intake_status(session: Session) -> IntakeStatus:
         )
         for row in rows
     )
+    kinds = session.execute(
+        select(Message.kind, func.count()).where(Message.kind.is_not(None)).group_by(Message.kind)
+    )
+    urgent = session.scalar(
+        select(func.count()).select_from(Report).where(Report.urgent, Report.status == "new")
+    )
     return IntakeStatus(
         by_status={str(state): int(n) for state, n in counts},
         folders=folders,
         quarantined_by_account={str(acct): int(n) for acct, n in quarantined},
+        urgent_untriaged=int(urgent or 0),
+        by_kind={str(kind): int(n) for kind, n in kinds},
     )
