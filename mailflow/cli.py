@@ -17,8 +17,10 @@ from pathlib import Path
 
 from mailflow import __version__, config, logs
 from mailflow.cli_admin import cmd_config, cmd_init, cmd_status
+from mailflow.cli_campaign import add_campaign_commands
 from mailflow.cli_delivery import add_delivery_commands
 from mailflow.cli_intake import cmd_ingest, cmd_quarantine
+from mailflow.cli_outreach import add_commands as outreach_commands
 from mailflow.cli_understand import add_commands as understanding_commands
 from mailflow.errors import ConfigError, MailflowError
 from mailflow.processing import process_all
@@ -235,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_status)
     _intake_commands(sub, common)
     add_delivery_commands(sub, common)
+    add_campaign_commands(sub, common)
     understanding_commands(sub, common)
+    outreach_commands(sub, common)
     return parser
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from mailflow.delivery import PassResult, deliver_due, make_transport, run_delivery
-from mailflow.delivery.worker import utcnow
+from mailflow.delivery import Worker, run_delivery
+from mailflow.delivery.signing import load_signer
 from mailflow.service import build, prepare_database
 from mailflow.settings import Settings
 
@@ -17,7 +19,11 @@ def add_delivery_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
     p = sub.add_parser(
-        "send", parents=[common], help="send queued outbound mail (relay, or the Maildir outbox)"
+        "send",
+        parents=[common],
+        help="send queued outbound mail (relay, or the Maildir outbox)",
+        description="Send queued outbound mail over outbound.connections relay connections, "
+        "within outbound.rate_per_second and outbound.domain_rate_per_minute.",
     )
     p.add_argument(
         "--once", action="store_true", help="send everything due now, then exit (for cron)"
@@ -30,29 +36,34 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         prepare_database(app)
         if not args.once:
-            # Until Ctrl-C / SIGTERM: the KeyboardInterrupt ends the wait, main() exits 130.
-            run_delivery(app.sessions, settings, threading.Event())
+            load_signer(settings)  # a DKIM key that cannot be used is an error here, at once
+            # Until Ctrl-C / SIGTERM: the KeyboardInterrupt lets each connection finish its
+            # message in flight and gives the claimed rest back; main() exits 130.
+            with _sigterm_interrupts():
+                run_delivery(app.sessions, settings, threading.Event())
             return 0
-        total = _send_once(app.sessions, settings)
+        result = Worker(app.sessions, settings).send_due(threading.Event())
     finally:
         app.close()
     print(
-        f"sent {total.sent}, retrying {total.retrying}, failed {total.failed}, "
-        f"skipped {total.skipped}"
+        f"sent {result.sent}, retrying {result.retrying}, failed {result.failed}, "
+        f"skipped {result.skipped}, deferred {result.deferred}"
     )
-    return 1 if total.stopped_early else 0
+    return 1 if result.stopped_early else 0
 
 
-def _send_once(sessions: sessionmaker[Session], settings: Settings) -> PassResult:
-    """Passes until nothing more is due now (or the transport gives out)."""
-    transport = make_transport(settings)
-    now = utcnow()
-    total = PassResult()
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (systemd, a supervisor) stops like Ctrl-C, not in the middle of a message."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        while True:
-            result = deliver_due(sessions, settings, transport, now, settings.outbound.batch_size)
-            total += result
-            if result.stopped_early or result.claimed < settings.outbound.batch_size:
-                return total
+        yield
     finally:
-        transport.close()
+        signal.signal(signal.SIGTERM, previous)

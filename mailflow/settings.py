@@ -164,6 +164,38 @@ class OutboundSettings:
         "it checks again for a stop request.",
         50,
     )
+    connections: int = doc(
+        "Relay connections used at once, each reused across messages with one message in "
+        "flight at a time. A crash can send at most one message per connection twice.",
+        4,
+    )
+    rate_per_second: int = doc(
+        "Most messages sent per second by one worker (mailflow send, or the service), "
+        "across every connection, with bursts of up to one second's worth; 0: no limit.",
+        0,
+    )
+    domain_rate_per_minute: int = doc(
+        "Most messages per minute to any one recipient domain, per worker, with bursts of "
+        "up to a tenth of that; messages over the limit wait in the queue, none is dropped. "
+        "0: no limit.",
+        0,
+    )
+    sending_lease_seconds: int = doc(
+        "How long a message being sent belongs to the worker that took it. One left "
+        "'sending' by a crashed worker is sent again after this; keep it well above the "
+        "time one batch takes to send.",
+        600,
+    )
+    dkim_key_file: Path = doc(
+        "PEM RSA private key to DKIM-sign outbound mail with (needs the 'dkim' extra: "
+        "pip install mailflow[dkim]). Empty: no signing.",
+        Path(""),
+    )
+    dkim_selector: str = doc(
+        "DKIM selector: the public key is published at <selector>._domainkey.<dkim_domain>.",
+        "",
+    )
+    dkim_domain: str = doc("DKIM signing domain (d=). Empty uses the domain of from_address.", "")
     templates_dir: Path = doc(
         "Directory of the e-mail templates: <purpose>/<language>.txt (and optional .html). "
         "Empty uses the templates shipped with mailflow.",
@@ -199,6 +231,51 @@ class AcknowledgementSettings:
         "acknowledgement must say nothing that would endanger a reporter.",
         False,
     )
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    from_address: str = doc("Sender of campaigns. Empty uses outbound.from_address.", "")
+    from_name: str = doc(
+        "Display name of the campaigns' sender.",
+        "IPU Committee on the Human Rights of Parliamentarians",
+    )
+    list_id_domain: str = doc(
+        "Domain of the List-Id header of campaign mail (<c12-name.lists.DOMAIN>), which lets "
+        "recipients' mail systems file and filter a mailing. Empty uses the bounce domain.",
+        "",
+    )
+    unsubscribe_url_base: str = doc(
+        "HTTPS address the opt-out token is appended to (https://example.org/unsubscribe/), "
+        "for the one-click List-Unsubscribe of RFC 8058. Empty: the mailto form alone "
+        "(unsubscribe+TOKEN@bounce domain), which needs no web server.",
+        "",
+    )
+    official_roles: tuple[str, ...] = doc(
+        "Recipient roles written to as official correspondents (a parliament, a ministry, an "
+        "embassy): no List-Unsubscribe, since the Committee must be able to reach them. Every "
+        "other role (media, NGOs, MPs...) is a bulk audience and gets one. A confidential "
+        "decision is mailed to these roles only.",
+        ("speaker", "ipu_group", "hr_committee", "mfa", "ambassador"),
+    )
+    attach_documents: bool = doc(
+        "Attach the decision's documents (in the recipient's language, else English, else "
+        "French). False links to them instead, under document_url_base.",
+        True,
+    )
+    document_url_base: str = doc(
+        "Address the documents are published under when not attached: a link is this, the "
+        "document's sha256 and its file name (https://example.org/decisions/SHA256/NAME).",
+        "",
+    )
+    batch_size: int = doc("Recipients queued per transaction by `campaign send`.", 500)
+    reminder_after_days: int = doc(
+        "Days after a campaign was sent before a parliament that has sent no action report "
+        "is reminded (`mailflow campaign remind`).",
+        60,
+    )
+    reminder_every_days: int = doc("At most one reminder per parliament in this many days.", 30)
+    reminder_max: int = doc("Most reminders a parliament gets for one campaign.", 2)
 
 
 @dataclass(frozen=True)
@@ -255,6 +332,7 @@ class Settings:
     smtp_intake: SmtpIntakeSettings = field(default_factory=SmtpIntakeSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     acknowledgement: AcknowledgementSettings = field(default_factory=AcknowledgementSettings)
+    campaigns: CampaignSettings = field(default_factory=CampaignSettings)
     imap_accounts: tuple[ImapAccountSettings, ...] = ()
     source: Path | None = None
 
@@ -300,5 +378,6 @@ SECTIONS: dict[str, type[Any]] = {
     "smtp_intake": SmtpIntakeSettings,
     "outbound": OutboundSettings,
     "acknowledgement": AcknowledgementSettings,
+    "campaigns": CampaignSettings,
 }
 ACCOUNT_LIST = "imap_accounts"

@@ -11,7 +11,7 @@ from mailflow.delivery.compose import OutboundMessage, clean_header, return_path
 from mailflow.delivery.errors import ConnectionLost, InvalidOutbound, RelayUnavailable, SendRefused
 from mailflow.delivery.ledger import enqueue, last_queued_at
 from mailflow.delivery.transport import MaildirTransport, SmtpTransport, Transport, make_transport
-from mailflow.delivery.worker import PassResult, deliver_due, run_delivery
+from mailflow.delivery.worker import PassResult, Worker, deliver_due, run_delivery
 
 __all__ = [
     "ConnectionLost",
@@ -23,6 +23,7 @@ __all__ = [
     "SendRefused",
     "SmtpTransport",
     "Transport",
+    "Worker",
     "clean_header",
     "deliver_due",
     "enqueue",

@@ -30,6 +30,17 @@ _ADDRESS = re.compile(
 )
 MAX_SUBJECT_CHARS = 250
 MAX_REFERENCES = 20
+MAX_FILENAME_CHARS = 200
+_MEDIA_TYPE = re.compile(r"([a-z0-9][a-z0-9!#$&^_.+-]{0,63})/([a-z0-9][a-z0-9!#$&^_.+-]{0,63})")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message (a decision's PDF). The name is cleaned like a header."""
+
+    filename: str
+    media_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class OutboundMessage:
 
     `in_reply_to` and `references` are Message-IDs with or without angle brackets; invalid
     ones are dropped. `extra_headers` is for headers a purpose needs (e.g. List-Unsubscribe
-    for campaigns); their values are cleaned like every other header.
+    for campaigns, see `list_headers`); their values are cleaned like every other header.
     """
 
     purpose: str
@@ -55,6 +66,7 @@ class OutboundMessage:
     references: tuple[str, ...] = ()
     auto_submitted: str | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,24 @@ def message_id_token(value: str | None) -> str | None:
     return f"<{match.group(1)}>" if match else None
 
 
+def list_headers(
+    list_id: str, unsubscribe: Sequence[str] = (), *, one_click: bool = False
+) -> tuple[tuple[str, str], ...]:
+    """List-Id (RFC 2919) and, for bulk mail, List-Unsubscribe (RFC 2369) with its RFC 8058
+    one-click companion. `unsubscribe`: the https:// and mailto: URIs, best first; `one_click`
+    only when an https URI is among them (RFC 8058 requires one)."""
+    headers = [("List-Id", f"<{clean_header(list_id)}>")]
+    uris = [clean_header(uri) for uri in unsubscribe if uri]
+    if uris:
+        # Angle brackets delimit the URIs: one inside a URI would end it early.
+        if any(c in uri for uri in uris for c in "<>, "):
+            raise InvalidOutbound("an unsubscribe URI may not contain <, >, comma or space")
+        headers.append(("List-Unsubscribe", ", ".join(f"<{uri}>" for uri in uris)))
+        if one_click and any(uri.startswith("https://") for uri in uris):
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return tuple(headers)
+
+
 def render(message: OutboundMessage, identity: Identity, now: datetime) -> bytes:
     """The message as bytes to hand to the relay (CRLF line ends, 7-bit)."""
     mail = EmailMessage(policy=POLICY)
@@ -121,6 +151,8 @@ def render(message: OutboundMessage, identity: Identity, now: datetime) -> bytes
     mail.set_content(message.text, subtype="plain", charset="utf-8")
     if message.html is not None:
         mail.add_alternative(message.html, subtype="html", charset="utf-8")
+    for attachment in message.attachments:
+        _attach(mail, attachment)
     # After the body: set_content() drops every Content-* header set before it.
     mail["Content-Language"] = clean_header(message.language)
     return mail.as_bytes(policy=POLICY)
@@ -149,6 +181,21 @@ def _address(name: str, address: str) -> Address:
         return Address(display_name=clean_header(name), username=local, domain=domain)
     except (HeaderParseError, ValueError, IndexError) as exc:
         raise InvalidOutbound(f"not a deliverable e-mail address: {spec[:80]!r}") from exc
+
+
+def _attach(mail: EmailMessage, attachment: Attachment) -> None:
+    match = _MEDIA_TYPE.fullmatch(attachment.media_type.strip().lower())
+    maintype, subtype = match.groups() if match else ("application", "octet-stream")
+    if maintype in ("multipart", "message"):  # containers, not files: send the bytes as such
+        maintype, subtype = "application", "octet-stream"
+    # The name becomes a header parameter: no control characters, no path.
+    name = clean_header(attachment.filename).replace("/", "_").replace("\\", "_")
+    mail.add_attachment(
+        attachment.data,
+        maintype=maintype,
+        subtype=subtype,
+        filename=name[-MAX_FILENAME_CHARS:] or "document",
+    )
 
 
 def _header_name(name: str) -> str:

@@ -9,22 +9,41 @@ committed after.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailflow.delivery.compose import OutboundMessage, domain_of, new_identity, render
 from mailflow.delivery.errors import SendRefused
-from mailflow.store.models import Blob, Delivery, Suppression, normalise_email
+from mailflow.store.models import Blob, Campaign, Delivery, Suppression, normalise_email
 
 # How long a claimed row belongs to the worker that claimed it. A row still `sending` after
 # this was abandoned (the worker crashed or lost the database mid-send) and is claimed again:
 # one SMTP transaction takes seconds, and smtplib times out each command after 30 s.
 SENDING_LEASE = timedelta(minutes=10)
 MAX_ERROR_CHARS = 2000
+
+
+_TABLE = Delivery.__table__
+assert isinstance(_TABLE, Table)
+# Built once, in Core: it runs for every message sent, and building the statement (and its
+# cache key) or the ORM's per-row bookkeeping each time would cost more than executing it.
+_MARK_SENT = (
+    _TABLE.update()
+    .where(_TABLE.c.id == bindparam("b_id"))
+    .values(
+        state="sent",
+        sent_at=bindparam("b_at"),
+        smtp_response=bindparam("b_response"),
+        last_error=None,
+        next_attempt_at=None,
+        updated_at=bindparam("b_at"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,38 @@ class Claimed:
     raw: bytes
     attempts: int
     created_at: datetime
+    lease_until: datetime  # after this, another worker may take the row: do not send it
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The relay accepted the message."""
+
+    delivery_id: int
+    response: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A permanent refusal (5xx)."""
+
+    delivery_id: int
+    refusal: SendRefused
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A temporary failure: due again at `retry_at`, or given up (failed) when that is None."""
+
+    delivery_id: int
+    error: str
+    at: datetime
+    retry_at: datetime | None
+
+
+Outcome = Sent | Refused | Retry
 
 
 @dataclass(frozen=True)
@@ -89,42 +140,162 @@ def enqueue(
 
 
 def _store_blob(session: Session, raw: bytes, now: datetime) -> str:
-    # The bytes hold a fresh Message-ID, so two writers never race to insert the same blob.
+    # No lookup first: the bytes hold a fresh random Message-ID, so they are never stored
+    # already, and two writers never race to insert the same blob.
     digest = hashlib.sha256(raw).hexdigest()
-    if session.get(Blob, digest) is None:
-        session.add(Blob(sha256=digest, size=len(raw), data=raw, created_at=now))
+    session.add(Blob(sha256=digest, size=len(raw), data=raw, created_at=now))
     return digest
 
 
-def claim_next(session: Session, now: datetime) -> Claimed | Skipped | None:
-    """Take the oldest due row: `pending` and due, or `sending` with an expired lease.
-
-    On PostgreSQL, FOR UPDATE SKIP LOCKED lets concurrent workers each take a different row
-    without waiting for one another; SQLite has no row locks, but mailflow's engines BEGIN
-    IMMEDIATE, so claims run one at a time there. The caller commits before sending.
-    """
+def claimable(now: datetime) -> ColumnElement[bool]:
+    """The one condition for a row a worker may take: `pending` and due, or `sending` with an
+    expired lease. Every claim goes through here, so a filter added here (e.g. rows of a
+    paused campaign) holds for every worker."""
     due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
-    row = session.scalars(
-        select(Delivery)
-        .where(Delivery.state.in_(("pending", "sending")), due)
+    return and_(Delivery.state.in_(("pending", "sending")), due, ~_held_by_campaign())
+
+
+# -- campaigns (#5): rows of a paused or cancelled campaign wait; `resume` releases them ------
+HELD_CAMPAIGN_STATUSES = ("paused", "cancelled")
+
+
+def _held_by_campaign() -> ColumnElement[bool]:
+    held = select(Campaign.id).where(
+        Campaign.id == Delivery.campaign_id, Campaign.status.in_(HELD_CAMPAIGN_STATUSES)
+    )
+    return held.exists()
+
+
+# -- end of campaigns (#5) ----------------------------------------------------------------------
+
+
+def claim_due(
+    session: Session, now: datetime, limit: int, lease: timedelta = SENDING_LEASE
+) -> list[Claimed | Skipped]:
+    """Take up to `limit` of the oldest claimable rows: `sending`, attempts + 1, leased.
+
+    On PostgreSQL, FOR UPDATE SKIP LOCKED lets concurrent workers each take different rows
+    without waiting for one another; SQLite has no row locks, but mailflow's engines BEGIN
+    IMMEDIATE, so claims run one at a time there. The caller commits before sending. Rows
+    of suppressed addresses and rows without a message are settled here, never sent.
+    """
+    found = session.execute(
+        select(Delivery.id, Delivery.body_sha256, Suppression.email)
+        .outerjoin(Suppression, Suppression.email == Delivery.to_address)
+        .where(claimable(now))
         .order_by(Delivery.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).first()
-    if row is None:
-        return None
-    if row.body_sha256 is None or session.get(Suppression, row.to_address) is not None:
-        row.state = "failed" if row.body_sha256 is None else "suppressed"
-        row.last_error = "no message body" if row.body_sha256 is None else row.last_error
-        row.next_attempt_at = None
-        row.updated_at = now
-        return Skipped(row.id, row.state)
-    blob = session.get_one(Blob, row.body_sha256)
-    row.state = "sending"
-    row.attempts += 1  # counted at claim: a crash mid-send is an attempt too
-    row.next_attempt_at = now + SENDING_LEASE
+        .limit(limit)
+        .with_for_update(of=Delivery, skip_locked=True)
+    ).all()
+    skipped = [
+        _settle(session, row.id, row.body_sha256 is None, now)
+        for row in found
+        if row.body_sha256 is None or row.email is not None
+    ]
+    ids = [row.id for row in found if row.body_sha256 is not None and row.email is None]
+    if not ids:
+        return list(skipped)
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids))
+        # Counted at claim: a crash mid-send is an attempt too (release() gives it back).
+        .values(
+            state="sending",
+            attempts=Delivery.attempts + 1,
+            next_attempt_at=now + lease,
+            updated_at=now,
+        )
+    )
+    claimed: list[Claimed | Skipped] = list(_claimed(session, ids, now + lease))
+    return claimed + skipped
+
+
+def _claimed(session: Session, ids: list[int], lease_until: datetime) -> list[Claimed]:
+    """The rows just claimed, with the bytes to send, oldest first."""
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.to_address,
+            Delivery.verp_token,
+            Delivery.attempts,
+            Delivery.created_at,
+            Blob.data,
+        )
+        .join(Blob, Blob.sha256 == Delivery.body_sha256)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    )
+    return [
+        Claimed(r.id, r.to_address, r.verp_token, r.data, r.attempts, r.created_at, lease_until)
+        for r in rows
+    ]
+
+
+def claim_next(
+    session: Session, now: datetime, lease: timedelta = SENDING_LEASE
+) -> Claimed | Skipped | None:
+    """Take the oldest claimable row (see claim_due), or None if nothing is due."""
+    claims = claim_due(session, now, 1, lease)
+    return claims[0] if claims else None
+
+
+def _settle(session: Session, delivery_id: int, no_body: bool, now: datetime) -> Skipped:
+    row = session.get_one(Delivery, delivery_id)
+    row.state = "failed" if no_body else "suppressed"
+    row.last_error = "no message body" if no_body else row.last_error
+    row.next_attempt_at = None
     row.updated_at = now
-    return Claimed(row.id, row.to_address, row.verp_token, blob.data, row.attempts, row.created_at)
+    return Skipped(row.id, row.state)
+
+
+def release(session: Session, due_at: Mapping[int, datetime], now: datetime) -> None:
+    """Give back claimed rows that were not sent (a rate limit, a stop): `pending` again, due
+    at the given time, and the attempt counted at claim taken back, as none was made."""
+    if not due_at:
+        return
+    session.execute(
+        update(Delivery),
+        [
+            {"id": delivery_id, "state": "pending", "next_attempt_at": at, "updated_at": now}
+            for delivery_id, at in due_at.items()
+        ],
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(due_at)), Delivery.attempts > 0)
+        .values(attempts=Delivery.attempts - 1)
+    )
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the earliest waiting row falls due (a retry, a deferral, a lease running out)."""
+    return session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(Delivery.state.in_(("pending", "sending")))
+    )
+
+
+def record_sent_many(session: Session, sent: Sequence[tuple[int, str, datetime]]) -> None:
+    """Mark rows sent, one executemany for all: (id, the relay's reply, when)."""
+    if sent:
+        session.execute(
+            _MARK_SENT,
+            [
+                {"b_id": delivery_id, "b_at": at, "b_response": response[:MAX_ERROR_CHARS]}
+                for delivery_id, response, at in sent
+            ],
+        )
+
+
+def record_outcomes(session: Session, outcomes: Sequence[Outcome]) -> None:
+    """Write what became of each row, the common case (sent) in one statement."""
+    record_sent_many(
+        session, [(o.delivery_id, o.response, o.at) for o in outcomes if isinstance(o, Sent)]
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, Refused):
+            record_refused(session, outcome.delivery_id, outcome.refusal, outcome.at)
+        elif isinstance(outcome, Retry):
+            record_retry(session, outcome.delivery_id, outcome.error, outcome.at, outcome.retry_at)
 
 
 def record_sent(session: Session, delivery_id: int, response: str, now: datetime) -> None:

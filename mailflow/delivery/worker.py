@@ -1,11 +1,13 @@
-"""The delivery worker: send what is due, one ledger row at a time, and record the outcome.
+"""The delivery worker: send what is due and record each outcome in the ledger.
 
 For each row: claim it (state `sending`, attempts + 1) and COMMIT, then run the SMTP
-transaction outside any database transaction, then record the outcome and commit again. A
-crash between the two commits leaves the row `sending`; once its lease (ledger.SENDING_LEASE)
-has run out, a worker sends it again. If the relay had in fact accepted it, the recipient
-gets it twice: SMTP has no way to ask "did you get this?", so at most one duplicate per crash
-is the price of never losing a message.
+transaction outside any database transaction, then record the outcome and commit again before
+that connection starts its next message. A crash between the two commits leaves the row
+`sending`; once its lease (outbound.sending_lease_seconds) has run out, a worker sends it
+again. If the relay had in fact accepted it, the recipient gets it twice: SMTP has no way to
+ask "did you get this?", so at most one duplicate per connection per crash is the price of
+never losing a message. Several connections, batched claims, group commits and rate limits:
+senders.py.
 """
 
 from __future__ import annotations
@@ -13,46 +15,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.delivery import ledger
 from mailflow.delivery.compose import return_path
-from mailflow.delivery.errors import ConnectionLost, SendRefused
-from mailflow.delivery.transport import Transport, make_transport
+from mailflow.delivery.errors import ConnectionLost, InvalidOutbound, SendRefused
+from mailflow.delivery.senders import PassResult, Senders
+from mailflow.delivery.signing import load_signer
+from mailflow.delivery.transport import Gate, GatedSend, Transport, make_transport
 from mailflow.errors import MailflowError
 from mailflow.logs import fields
 from mailflow.settings import OutboundSettings, Settings
 from mailflow.store.engine import translate_db_errors
 
 log = logging.getLogger(__name__)
-OUTCOMES = ("sent", "retrying", "failed", "skipped")
+MIN_IDLE_SECONDS = 0.25  # between passes, however soon the next row falls due
 
-
-@dataclass(frozen=True)
-class PassResult:
-    """What one pass did, row by row."""
-
-    sent: int = 0
-    retrying: int = 0
-    failed: int = 0
-    skipped: int = 0  # suppressed addresses, rows without a message
-    stopped_early: bool = False  # the transport was unavailable: the rest waits
-
-    @property
-    def claimed(self) -> int:
-        return self.sent + self.retrying + self.failed + self.skipped
-
-    def __add__(self, other: PassResult) -> PassResult:
-        return PassResult(
-            sent=self.sent + other.sent,
-            retrying=self.retrying + other.retrying,
-            failed=self.failed + other.failed,
-            skipped=self.skipped + other.skipped,
-            stopped_early=other.stopped_early,
-        )
+__all__ = ["PassResult", "Worker", "deliver_due", "retry_at", "retry_delay", "run_delivery"]
 
 
 def retry_delay(attempts: int, settings: OutboundSettings) -> timedelta:
@@ -69,6 +50,100 @@ def retry_at(claimed: ledger.Claimed, now: datetime, settings: OutboundSettings)
     return min(now + retry_delay(claimed.attempts, settings), give_up_at)
 
 
+def attempt(
+    send: GatedSend, claim: ledger.Claimed, now: datetime, gate: Gate, settings: Settings
+) -> tuple[ledger.Outcome, bool]:
+    """Send one claimed row: its outcome, and whether the transport cannot send at all.
+
+    `gate` is called before the point of no return; an error it raises (the previous outcome
+    could not be recorded) propagates, with this message not sent.
+    """
+    envelope_from = return_path(claim.verp_token, settings.bounce_domain)
+    unavailable = False
+    try:
+        response = send(envelope_from, claim.to_address, claim.raw, gate)
+    except SendRefused as refusal:
+        if refusal.permanent:
+            _log_outcome(claim, "failed", str(refusal))
+            return ledger.Refused(claim.id, refusal, now), False
+        error = str(refusal)
+    except ConnectionLost as lost:
+        error = str(lost)  # the next row reconnects
+    except InvalidOutbound as invalid:  # no retry can cure this row; the others go on
+        _log_outcome(claim, "failed", str(invalid))
+        return ledger.Retry(claim.id, str(invalid), now, None), False
+    except MailflowError as exc:  # no relay connection, outbox not writable, signing
+        error, unavailable = str(exc), True
+    else:
+        _log_outcome(claim, "sent", response)
+        return ledger.Sent(claim.id, response, now), False
+    when = retry_at(claim, now, settings.outbound)
+    _log_outcome(claim, "retrying" if when is not None else "failed", error)
+    return ledger.Retry(claim.id, error, now, when), unavailable
+
+
+def _log_outcome(claim: ledger.Claimed, outcome: str, detail: str) -> None:
+    # The delivery id, never the address: it may be a reporter's.
+    level = logging.INFO if outcome == "sent" else logging.WARNING
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            f"delivery {outcome}",
+            extra=fields(delivery=claim.id, attempt=claim.attempts, detail=detail),
+        )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Worker:
+    """A delivery worker: `outbound.connections` relay connections and the rate limits,
+    which live as long as the worker so that a deferral made in one pass holds in the next."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = session_factory
+        self.settings = settings
+        self.clock = clock
+        self.senders = Senders(
+            session_factory,
+            settings.outbound,
+            lambda send, claim, now, gate: attempt(send, claim, now, gate, settings),
+            clock,
+        )
+        self.signer = load_signer(settings)  # once: a bad key stops the start
+
+    def send_due(self, stop: threading.Event, limit: int | None = None) -> PassResult:
+        """One pass over fresh connections, closed at its end: no idle connection is kept."""
+        connections = max(1, self.settings.outbound.connections)
+        if not self.settings.outbound.relay_host:
+            connections = 1  # the Maildir outbox: one writer is plenty
+        transports = [make_transport(self.settings, signer=self.signer) for _ in range(connections)]
+        try:
+            return self.senders.run(transports, stop, limit)
+        finally:
+            for transport in transports:
+                transport.close()
+
+    def idle_seconds(self, result: PassResult) -> float:
+        """How long to wait before the next pass: until the next row falls due (a retry, a
+        deferral, an expired lease), at most send_interval_seconds."""
+        interval = float(self.settings.outbound.send_interval_seconds)
+        if result.stopped_early:
+            return interval
+        with translate_db_errors(), self.sessions() as session:
+            due = ledger.next_due_at(session)
+        if due is None:
+            return interval
+        wait = (due - self.clock()).total_seconds()
+        return min(interval, max(MIN_IDLE_SECONDS, wait))
+
+
 def deliver_due(
     session_factory: sessionmaker[Session],
     settings: Settings,
@@ -76,83 +151,19 @@ def deliver_due(
     now: datetime,
     limit: int = 50,
 ) -> PassResult:
-    """Send up to `limit` due rows through `transport`; each row's outcome is committed.
+    """Send up to `limit` due rows through one `transport` at the time `now`.
 
     Safe to run in several threads or processes at once: each row is claimed by one worker.
     A transport that cannot send at all (relay down, outbox not writable) ends the pass after
-    the row that found out; the other rows are untouched and stay due.
+    the row that found out; the other rows are given back untouched and stay due.
     """
-    counts = dict.fromkeys(OUTCOMES, 0)
-    stopped_early = False
-    for _ in range(limit):
-        with translate_db_errors(), session_factory.begin() as session:
-            claim = ledger.claim_next(session, now)
-        if claim is None:
-            break
-        if isinstance(claim, ledger.Skipped):
-            counts["skipped"] += 1
-            continue
-        outcome, stopped_early = _send_one(session_factory, settings, transport, claim, now)
-        counts[outcome] += 1
-        if stopped_early:
-            break
-    return PassResult(
-        sent=counts["sent"],
-        retrying=counts["retrying"],
-        failed=counts["failed"],
-        skipped=counts["skipped"],
-        stopped_early=stopped_early,
+    senders = Senders(
+        session_factory,
+        settings.outbound,
+        lambda send, claim, at, gate: attempt(send, claim, at, gate, settings),
+        lambda: now,
     )
-
-
-def _send_one(
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    transport: Transport,
-    claim: ledger.Claimed,
-    now: datetime,
-) -> tuple[str, bool]:
-    """Send one claimed row and commit its outcome; returns (outcome, stop the pass)."""
-    envelope_from = return_path(claim.verp_token, settings.bounce_domain)
-    stop = False
-    try:
-        response = transport.send(envelope_from, claim.to_address, claim.raw)
-    except SendRefused as refusal:
-        if refusal.permanent:
-            with translate_db_errors(), session_factory.begin() as session:
-                ledger.record_refused(session, claim.id, refusal, now)
-            _log_outcome(claim, "failed", str(refusal))
-            return "failed", False
-        error: str = str(refusal)
-    except ConnectionLost as lost:
-        error = str(lost)  # the next row reconnects
-    except MailflowError as unavailable:
-        error, stop = str(unavailable), True
-    else:
-        with translate_db_errors(), session_factory.begin() as session:
-            ledger.record_sent(session, claim.id, response, now)
-        _log_outcome(claim, "sent", response)
-        return "sent", False
-    when = retry_at(claim, now, settings.outbound)
-    with translate_db_errors(), session_factory.begin() as session:
-        ledger.record_retry(session, claim.id, error, now, when)
-    outcome = "retrying" if when is not None else "failed"
-    _log_outcome(claim, outcome, error)
-    return outcome, stop
-
-
-def _log_outcome(claim: ledger.Claimed, outcome: str, detail: str) -> None:
-    # The delivery id, never the address: it may be a reporter's.
-    level = logging.INFO if outcome == "sent" else logging.WARNING
-    log.log(
-        level,
-        f"delivery {outcome}",
-        extra=fields(delivery=claim.id, attempt=claim.attempts, detail=detail),
-    )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return senders.run([transport], threading.Event(), limit)
 
 
 def run_delivery(
@@ -161,24 +172,24 @@ def run_delivery(
     stop: threading.Event,
     clock: Callable[[], datetime] = utcnow,
 ) -> None:
-    """The service's delivery loop: passes every send_interval_seconds until `stop` is set.
-
-    A full pass is followed at once by the next; the relay connection is let go after each
-    pass that ends with nothing left to do, so no idle connection is held open.
-    """
-    transport = make_transport(settings)
-    outbound = settings.outbound
+    """The delivery loop of the service and of `mailflow send`: passes until `stop` is set,
+    each as soon as something falls due (at most send_interval_seconds apart)."""
     try:
-        while not stop.is_set():
-            result = PassResult()
-            try:
-                result = deliver_due(
-                    session_factory, settings, transport, clock(), outbound.batch_size
-                )
-            except MailflowError as exc:
-                log.error("delivery pass failed", extra=fields(error=str(exc)))
-            if result.claimed < outbound.batch_size or result.stopped_early:
-                transport.close()
-                stop.wait(outbound.send_interval_seconds)
-    finally:
-        transport.close()
+        worker = Worker(session_factory, settings, clock)
+    except MailflowError as exc:  # a DKIM key that cannot be used: nothing is sent unsigned
+        log.error("delivery worker not started", extra=fields(error=str(exc)))
+        return
+    while not stop.is_set():
+        result = PassResult(stopped_early=True)
+        try:
+            result = worker.send_due(stop)
+            wait = worker.idle_seconds(result)
+        except MailflowError as exc:
+            log.error("delivery pass failed", extra=fields(error=str(exc)))
+            wait = float(settings.outbound.send_interval_seconds)
+        if result.claimed:
+            log.info(
+                "delivery pass",
+                extra=fields(sent=result.sent, retrying=result.retrying, failed=result.failed),
+            )
+        stop.wait(wait)

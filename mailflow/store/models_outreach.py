@@ -91,6 +91,11 @@ class Campaign(Base):
     approved_by: Mapped[str | None] = mapped_column(String(255))
     approved_at: Mapped[datetime | None]
     approved_digest: Mapped[str | None] = mapped_column(String(64))
+    # The subject per language, as JSON ({"en": "...", "fr": "..."}); part of the approved content.
+    subjects: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    # When `campaign send` first queued the mailing: reminders count from here, and only action
+    # reports received after it answer the campaign.
+    sent_at: Mapped[datetime | None]
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="campaign")
 
@@ -98,13 +103,14 @@ class Campaign(Base):
 class Delivery(Base):
     """One outbound message to one recipient: a campaign mailing or an acknowledgement.
 
-    The ledger that makes sending idempotent: one row per (campaign, contact); `verp_token`
-    and `reply_token` tie bounces and replies back to the row.
+    The ledger that makes sending idempotent: one row per (campaign, contact, purpose, round):
+    the mailing itself is round 0, reminders rounds 1, 2, ...; `verp_token` and `reply_token`
+    tie bounces and replies back to the row, `unsubscribe_token` an opt-out.
     """
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "contact_id"),
+        UniqueConstraint("campaign_id", "contact_id", "purpose", "round"),
         check_in("state", DELIVERY_STATES),
         CheckConstraint("attempts >= 0", name="attempts"),
         Index(None, "state", "next_attempt_at"),  # the sender's "what is due" query
@@ -135,5 +141,9 @@ class Delivery(Base):
     # The rendered message exactly as sent (content-addressed in blobs), written with the row
     # so that a retry or a crash recovery sends the same bytes. Nullable: rows older than 0005.
     body_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    # 0 for a campaign's mailing (and everything else), n for its n-th reminder to a contact.
+    round: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Names this delivery in List-Unsubscribe and the body's opt-out link (bulk audiences).
+    unsubscribe_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     campaign: Mapped[Campaign | None] = relationship(back_populates="deliveries")
