@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from mailflow.store.export import exported
-from mailflow.store.status import intake_status
 from mailflow.store.messages import Arrival
 from mailflow.store.models import Blob, Message, Report
+from mailflow.store.status import intake_status
 from tests.support import migrated_app, settings_for
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
