@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from mailflow import imap
 from mailflow.errors import ImapError
 from mailflow.intake import utcnow
 from mailflow.poller import ImapPoller
@@ -67,6 +69,18 @@ def test_poll_stores_new_mail_once_and_never_sets_seen(
     finally:
         client.logout()
     assert all(b"\\Seen" not in item for item in flags.values())
+
+
+def test_protocol_trace_is_formatted_only_when_it_is_logged(
+    dovecot: DovecotServer, imap_user: Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    # imapclient turns imaplib's trace on, which formats every message body it receives.
+    caplog.set_level(logging.WARNING, logger=imap.PROTOCOL_TRACE_LOGGER)
+    with imap.session(account(dovecot, imap_user)) as client:
+        assert client._imap.debug == 0
+    caplog.set_level(logging.DEBUG, logger=imap.PROTOCOL_TRACE_LOGGER)
+    with imap.session(account(dovecot, imap_user)) as client:
+        assert client._imap.debug > 0
 
 
 def test_uidvalidity_change_rescans_without_duplicates(
