@@ -122,6 +122,35 @@ def test_flag_after_commit_marks_stored_messages(
     assert b"$MailflowStored" in flags and b"\\Seen" not in flags
 
 
+@pytest.mark.parametrize("after_commit", ["flag", "move"])
+def test_flag_or_move_while_the_next_batch_is_already_requested(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials, after_commit: str
+) -> None:
+    # batch_size=2 over 5 messages: each STORE/MOVE goes out while the next FETCH is pending.
+    user = imap_user.username
+    dovecot.create_folder(user, "Stored")
+    for n in range(5):
+        dovecot.append(user, mail(n))
+    acct = account(dovecot, imap_user, after_commit=after_commit, move_to="Stored")
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        assert ImapPoller(acct, app.intake, utcnow).poll_once() == 5
+        with app.sessions() as session:
+            subjects = session.scalars(select(Message.subject).order_by(Message.id)).all()
+    assert subjects == [f"report {n}" for n in range(5)]
+    client = dovecot.client(user)
+    try:
+        inbox = client.select_folder("INBOX", readonly=True)[b"EXISTS"]
+        flags = client.get_flags(client.search("ALL")) if inbox else {}
+        moved = client.select_folder("Stored", readonly=True)[b"EXISTS"]
+    finally:
+        client.logout()
+    if after_commit == "move":
+        assert (inbox, moved) == (0, 5)
+    else:
+        assert (inbox, moved) == (5, 0)
+        assert all(b"$MailflowStored" in item for item in flags.values())
+
+
 def test_wrong_password_is_an_imap_error_recorded_for_status(
     tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
 ) -> None:
