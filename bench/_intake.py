@@ -84,7 +84,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=3, help="corpus seed (default: 3)")
     parser.add_argument(
-        "--batch-size", type=_positive, default=100, help="mailflow batch_size (default: 100)"
+        "--batch-size", type=_positive, default=400, help="mailflow batch_size (default: 400)"
     )
     parser.add_argument(
         "--workers", type=_positive, default=2, help="mailflow process --workers (default: 2)"

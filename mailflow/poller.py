@@ -3,9 +3,11 @@
 Messages are read with BODY.PEEK[] so \\Seen is never set, and folders are selected read-only
 unless the account asks to flag or move stored messages. Each batch of messages is committed in
 one transaction together with the checkpoint (UIDVALIDITY, highest UID), and only then flagged or
-moved. Storage is keyed on UIDVALIDITY+UID and on the bytes' hash, so fetching a UID again (after
-a crash, a dropped connection, a second poller, or a UIDVALIDITY reset that forces a rescan)
-stores nothing twice.
+moved. While a batch is stored, the next one is already being fetched (mailflow.imap_fetch):
+that is only a read, so a crash still loses only batches not yet committed, which the
+checkpoint makes the next pass fetch again. Storage is keyed on UIDVALIDITY+UID and on the
+bytes' hash, so fetching a UID again (after a crash, a dropped connection, a second poller, or a
+UIDVALIDITY reset that forces a rescan) stores nothing twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from mailflow import imap
 from mailflow.errors import ImapError, MailflowError
-from mailflow.imap_fetch import fetch_batches
+from mailflow.imap_fetch import BatchFetcher
 from mailflow.intake import Intake
 from mailflow.logs import fields
 from mailflow.settings import ImapAccountSettings
@@ -102,15 +104,16 @@ class ImapPoller:
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         stored = 0
         remaining = len(uids)
-        for batch in fetch_batches(client, uids, self.account.batch_size):
+        fetcher = BatchFetcher(client, uids, self.account.batch_size)
+        for batch in fetcher:
             remaining -= len(batch)
-            stored += self._store_batch(client, folder, uidvalidity, batch, remaining)
+            stored += self._store_batch(fetcher, folder, uidvalidity, batch, remaining)
         self._mark_done(folder, Checkpoint(uidvalidity, uids[-1] if uids else last_uid))
         return stored
 
     def _store_batch(
         self,
-        client: imapclient.IMAPClient,
+        fetcher: BatchFetcher,
         folder: str,
         uidvalidity: int,
         batch: list[tuple[int, bytes]],
@@ -128,7 +131,7 @@ class ImapPoller:
             )
 
         stored = self.intake.receive_many(items, also=advance)
-        self._after_commit(client, [uid for uid, _ in batch])
+        self._after_commit(fetcher, [uid for uid, _ in batch])
         if not self.defer_processing:
             self.intake.process_many([result.message_pk for result in stored if result.new])
         return sum(result.new for result in stored)
@@ -137,11 +140,14 @@ class ImapPoller:
         with translate_db_errors(), self.intake.sessions.begin() as session:
             checkpoints.save(session, self.account.name, folder, mark, self.clock(), backlog=0)
 
-    def _after_commit(self, client: imapclient.IMAPClient, uids: list[int]) -> None:
+    def _after_commit(self, fetcher: BatchFetcher, uids: list[int]) -> None:
+        if self.account.after_commit == "none":
+            return
+        fetcher.drain()  # the next batch's FETCH may be out; its response must be read first
         if self.account.after_commit == "flag":
-            client.add_flags(uids, [STORED_FLAG], silent=True)
+            fetcher.client.add_flags(uids, [STORED_FLAG], silent=True)
         elif self.account.after_commit == "move":
-            client.move(uids, self.account.move_to)
+            fetcher.client.move(uids, self.account.move_to)
 
     def _wait(self, client: imapclient.IMAPClient, stop: threading.Event) -> None:
         """Until new mail (IDLE) or the poll interval passes, whichever is first."""

@@ -320,7 +320,12 @@ class ImapAccountSettings:
     )
     move_to: str = doc("Folder for after_commit = 'move'.", "", env=False)
     poll_interval_seconds: int = doc("Seconds between polls of this account.", 60, env=False)
-    batch_size: int = doc("Messages fetched and committed per batch.", 100, env=False)
+    batch_size: int = doc(
+        "Messages fetched and committed per batch (and at most 8 MiB of them): one commit, "
+        "one fsync, per batch.",
+        400,
+        env=False,
+    )
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,26 @@ def test_large_message_is_fetched_in_chunks(
     assert stored[1] == mail(2)
 
 
+def test_large_message_between_pipelined_batches_keeps_uid_order(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
+) -> None:
+    big = mail(3, filler=0) + (b"y" * 998 + b"\r\n") * 10_000  # over one batch's byte budget
+    for n in range(1, 7):
+        dovecot.append(imap_user.username, big if n == 3 else mail(n))
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        acct = replace(account(dovecot.host, dovecot.port, imap_user), batch_size=2)
+        assert ImapPoller(acct, app.intake, utcnow).poll_once() == 6
+        with app.sessions() as session:
+            stored = session.execute(
+                select(MessageSource.uid, Blob.data)
+                .join(Message, Message.id == MessageSource.message_pk)
+                .join(Blob, Blob.sha256 == Message.sha256)
+                .order_by(Message.id)
+            ).all()
+    assert [uid for uid, _ in stored] == [1, 2, 3, 4, 5, 6]  # stored in UID order
+    assert [data for _, data in stored] == [big if n == 3 else mail(n) for n in range(1, 7)]
+
+
 def test_move_after_commit_moves_only_stored_messages(
     tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from mailflow import imap
 from mailflow.errors import ImapError
 from mailflow.intake import utcnow
 from mailflow.poller import ImapPoller
@@ -69,6 +71,18 @@ def test_poll_stores_new_mail_once_and_never_sets_seen(
     assert all(b"\\Seen" not in item for item in flags.values())
 
 
+def test_protocol_trace_is_formatted_only_when_it_is_logged(
+    dovecot: DovecotServer, imap_user: Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    # imapclient turns imaplib's trace on, which formats every message body it receives.
+    caplog.set_level(logging.WARNING, logger=imap.PROTOCOL_TRACE_LOGGER)
+    with imap.session(account(dovecot, imap_user)) as client:
+        assert client._imap.debug == 0
+    caplog.set_level(logging.DEBUG, logger=imap.PROTOCOL_TRACE_LOGGER)
+    with imap.session(account(dovecot, imap_user)) as client:
+        assert client._imap.debug > 0
+
+
 def test_uidvalidity_change_rescans_without_duplicates(
     tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials
 ) -> None:
@@ -106,6 +120,35 @@ def test_flag_after_commit_marks_stored_messages(
     finally:
         client.logout()
     assert b"$MailflowStored" in flags and b"\\Seen" not in flags
+
+
+@pytest.mark.parametrize("after_commit", ["flag", "move"])
+def test_flag_or_move_while_the_next_batch_is_already_requested(
+    tmp_path: Path, db_url: str, dovecot: DovecotServer, imap_user: Credentials, after_commit: str
+) -> None:
+    # batch_size=2 over 5 messages: each STORE/MOVE goes out while the next FETCH is pending.
+    user = imap_user.username
+    dovecot.create_folder(user, "Stored")
+    for n in range(5):
+        dovecot.append(user, mail(n))
+    acct = account(dovecot, imap_user, after_commit=after_commit, move_to="Stored")
+    with migrated_app(settings_for(tmp_path, db_url)) as app:
+        assert ImapPoller(acct, app.intake, utcnow).poll_once() == 5
+        with app.sessions() as session:
+            subjects = session.scalars(select(Message.subject).order_by(Message.id)).all()
+    assert subjects == [f"report {n}" for n in range(5)]
+    client = dovecot.client(user)
+    try:
+        inbox = client.select_folder("INBOX", readonly=True)[b"EXISTS"]
+        flags = client.get_flags(client.search("ALL")) if inbox else {}
+        moved = client.select_folder("Stored", readonly=True)[b"EXISTS"]
+    finally:
+        client.logout()
+    if after_commit == "move":
+        assert (inbox, moved) == (0, 5)
+    else:
+        assert (inbox, moved) == (5, 0)
+        assert all(b"$MailflowStored" in item for item in flags.values())
 
 
 def test_wrong_password_is_an_imap_error_recorded_for_status(

@@ -5,8 +5,10 @@ Tests taking `db_url` run on SQLite and PostgreSQL (see conftest.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.errors import StorageError, StorageUnavailable
 from mailflow.store import make_engine, session_factory, translate_db_errors, upgrade
+from mailflow.store.engine import SQLITE_PAGE_SIZE
 from mailflow.store.models import (
     AuditLog,
     Base,
@@ -79,6 +82,22 @@ def test_sqlite_pragmas_are_in_force_on_every_new_connection(tmp_path: Path) -> 
     finally:
         engine.dispose()
     assert (tmp_path / "deep" / "dir" / "m.db").is_file()  # parent directories were created
+
+
+def test_new_sqlite_databases_get_large_pages_and_old_ones_keep_theirs(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as conn:  # made before mailflow chose 16 KiB
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE t (x)")
+    for path, size in ((tmp_path / "new.db", SQLITE_PAGE_SIZE), (old, 4096)):
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS u (y)")
+                connection.exec_driver_sql("INSERT INTO u VALUES (1)")
+                assert connection.exec_driver_sql("PRAGMA page_size").scalar() == size
+        finally:
+            engine.dispose()
 
 
 def test_sqlite_ddl_and_savepoints_are_transactional(tmp_path: Path) -> None:
