@@ -42,6 +42,8 @@ LANGUAGE_KEYS = frozenset({"en", "fr", "es", "ar", "pt", "ru", "de", "it", "nl",
 _RESERVED = frozenset({"id", "value", "patterns", "unless", "scopes", "description"})
 _SENTENCE_END = re.compile(r"[.!?؟;\n]")
 EVIDENCE_CHARS = 160
+MAX_SCOPE_CHARS = 12_000
+SENTENCE_MAX = 600  # how far from a match its "sentence" reaches, each way
 MIN_NEEDED = 3  # a shorter literal is kept only when nothing longer is required
 _LITERAL, _BRANCH, _SUBPATTERN = (
     _sre_constants.LITERAL,
@@ -99,9 +101,8 @@ class Rule:
             text = doc.folded(scope)
             if not text:
                 continue
-            lowered = doc.lowered(scope)
             for pattern, need in zip(self.patterns, needs, strict=True):
-                if need is not None and not any(literal in lowered for literal in need):
+                if need is not None and not any(doc.contains(scope, lit) for lit in need):
                     continue
                 for match in pattern.finditer(text):
                     sentence = _sentence(text, match.start(), match.end())
@@ -114,12 +115,13 @@ class Rule:
 
 
 def _sentence(text: str, start: int, end: int) -> str:
-    left = start
-    while left > 0 and not _SENTENCE_END.match(text, left - 1):
-        left -= 1
-    found = _SENTENCE_END.search(text, end)
-    right = found.start() if found else len(text)
-    return text[left:right][: EVIDENCE_CHARS * 4]
+    """The sentence around a match, bounded: mail without punctuation has no sentences."""
+    left = max(0, start - SENTENCE_MAX)
+    for boundary in _SENTENCE_END.finditer(text, left, start):
+        left = boundary.end()
+    found = _SENTENCE_END.search(text, end, end + SENTENCE_MAX)
+    right = found.start() if found else min(len(text), end + SENTENCE_MAX)
+    return text[left:right]
 
 
 class Document:
@@ -129,7 +131,9 @@ class Document:
         unknown = set(views) - set(SCOPES)
         if unknown:
             raise ValueError(f"unknown scopes {sorted(unknown)}")
-        self._views = dict(views)
+        # Rules read the start of each scope only: a report's facts come first, and a long
+        # PDF or pasted archive would otherwise cost seconds per message in every rule.
+        self._views = {scope: text[:MAX_SCOPE_CHARS] for scope, text in views.items()}
         self._folded: dict[str, str] = {}
         self._lowered: dict[str, str] = {}
 
@@ -145,6 +149,10 @@ class Document:
         if scope not in self._lowered:
             self._lowered[scope] = self.folded(scope).lower()
         return self._lowered[scope]
+
+    def contains(self, scope: str, literal: str) -> bool:
+        """Whether the lower-cased scope contains `literal` (lower case)."""
+        return literal in self.lowered(scope)
 
 
 @dataclass(frozen=True, slots=True)
