@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -53,8 +54,10 @@ class Decision:
 
 
 def child_enqueue(url: str, templates_dir: Path, campaign_id: int) -> None:
-    """Render and enqueue one message per contact of the campaign, CHUNK per transaction."""
-    from mailflow.delivery import OutboundMessage, enqueue  # noqa: PLC0415 (child only)
+    """Render and enqueue one message per contact of the campaign, CHUNK per transaction,
+    with `enqueue_many` as `mailflow campaign send` does."""
+    from mailflow.delivery import OutboundMessage  # noqa: PLC0415 (child only)
+    from mailflow.delivery.ledger import Queued, enqueue_many  # noqa: PLC0415
     from mailflow.store import make_engine, session_factory  # noqa: PLC0415
     from mailflow.store.models import Contact  # noqa: PLC0415
     from mailflow.templates import Templates  # noqa: PLC0415
@@ -66,6 +69,7 @@ def child_enqueue(url: str, templates_dir: Path, campaign_id: int) -> None:
             page = session.scalars(
                 sa.select(Contact).where(Contact.id > last).order_by(Contact.id).limit(CHUNK)
             ).all()
+            batch = []
             for contact in page:
                 context = Decision(
                     contact.person_name or "Speaker",
@@ -88,10 +92,34 @@ def child_enqueue(url: str, templates_dir: Path, campaign_id: int) -> None:
                     language=rendered.language,
                     to_name=contact.person_name or "",
                 )
-                enqueue(session, message, now=now, campaign_id=campaign_id, contact_id=contact.id)
+                batch.append(Queued(message, contact.id))
+            enqueue_many(session, batch, now=now, campaign_id=campaign_id)
         if len(page) < CHUNK:
             return
         last = page[-1].id
+
+
+def child_overlap(url: str, templates_dir: Path, campaign_id: int, config: Path) -> None:
+    """The campaign as it runs with the worker up: `mailflow send` (no --once) started first,
+    delivering each batch once the enqueue (this process, as `child_enqueue`) commits it;
+    done when every contact's row is sent, then the worker is stopped (SIGTERM)."""
+    command = [sys.executable, "-m", "mailflow", "--config", str(config), "send"]
+    worker = subprocess.Popen(command, cwd=ROOT)
+    engine = sa.create_engine(url)
+    try:
+        child_enqueue(url, templates_dir, campaign_id)
+        query = sa.text("SELECT count(*) FROM deliveries WHERE state != 'sent'")
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(query).scalar_one() == 0:
+                    return
+            if worker.poll() is not None:
+                raise SystemExit(f"bench: mailflow send exited ({worker.returncode})")
+            time.sleep(0.05)
+    finally:
+        worker.terminate()
+        worker.wait()
+        engine.dispose()
 
 
 def child_loop(path: Path, port: int) -> None:
@@ -248,7 +276,9 @@ def sent_count(url: str) -> int:
     return value
 
 
-def write_config(directory: Path, url: str, port: int, connections: int) -> Path:
+def write_config(
+    directory: Path, url: str, port: int, connections: int, interval: int = 30
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "mailflow.toml"
     path.write_text(
@@ -256,7 +286,7 @@ def write_config(directory: Path, url: str, port: int, connections: int) -> Path
         f'[database]\nurl = "{url}"\n'
         f'[outbound]\nfrom_address = "{FROM}"\nbounce_domain = "{BOUNCES}"\n'
         f'relay_host = "127.0.0.1"\nrelay_port = {port}\nrelay_security = "none"\n'
-        f"connections = {connections}\n",
+        f"connections = {connections}\nsend_interval_seconds = {interval}\n",
         encoding="utf-8",
     )
     return path
@@ -334,6 +364,30 @@ def mailflow_rows(
     ]
 
 
+def overlap_row(args: argparse.Namespace, ctx: Context, backend: str, n: int, tag: str) -> Row:
+    """The campaign with the worker already running (`child_overlap`): enqueue and send
+    overlap, on a fresh database. The worker looks for due rows every second when idle."""
+    url = fresh_database(backend, ctx.space, ctx.admin_url, f"{backend}-{tag}-overlap")
+    campaign = add_contacts(url, n, args.domains)
+    config = write_config(
+        ctx.space / f"{backend}-{tag}-overlap-run", url, ctx.port, args.connections, interval=1
+    )
+    command = [sys.executable, str(SELF), "overlap", url, str(ctx.templates), str(campaign)]
+    run = timed([*command, str(config)], ctx.space, f"overlap-{backend}-{tag}")
+    sent = sent_count(url)
+    ok = run.ok and sent == n
+    name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
+    check = "" if ok else f" FAILED ({sent} of {n} sent)"
+    return Row(
+        f"mailflow {name}: overlapped",
+        n,
+        run.seconds,
+        run.peak_rss_kib,
+        "enqueue with `mailflow send` running" + check,
+        ok,
+    )
+
+
 def loop_row(ctx: Context, n: int) -> Row:
     assert ctx.messages_file is not None
     run = timed(
@@ -389,6 +443,7 @@ def run_comparison(args: argparse.Namespace, ctx: Context) -> int:
     for backend in args.backends:
         for attempt in range(args.repeat):
             rows += mailflow_rows(args, ctx, backend, n, f"r{attempt}")
+            rows.append(overlap_row(args, ctx, backend, n, f"r{attempt}"))
         if ctx.messages_file is not None and not any(r.label == "smtplib loop" for r in rows):
             rows += [loop_row(ctx, n) for _ in range(args.repeat)]
             rows += [source_row(ctx, n, args.connections) for _ in range(args.repeat)]
@@ -514,6 +569,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _child(argv: Sequence[str]) -> int:
     if argv[0] == "enqueue":
         child_enqueue(argv[1], Path(argv[2]), int(argv[3]))
+    elif argv[0] == "overlap":
+        child_overlap(argv[1], Path(argv[2]), int(argv[3]), Path(argv[4]))
     elif argv[0] == "loop":
         child_loop(Path(argv[1]), int(argv[2]))
     else:

@@ -29,7 +29,7 @@ from mailflow.delivery import (
     enqueue,
     make_transport,
 )
-from mailflow.delivery.ledger import SENDING_LEASE, claim_next
+from mailflow.delivery.ledger import SENDING_LEASE, Queued, claim_next, enqueue_many, suppress
 from mailflow.settings import DatabaseSettings, OutboundSettings, ServiceSettings, Settings
 from mailflow.store import make_engine, session_factory, upgrade
 from mailflow.store.models import Blob, Delivery, Suppression
@@ -459,6 +459,36 @@ def test_non_ascii_text_is_sent_7bit_and_reads_back_exactly(
     assert message["Subject"] == "Décision — قرار"
     assert message["Content-Language"] == "ar"
     assert message.get_content().replace("\r\n", "\n") == words  # canonical CRLF inside
+
+
+def test_a_batch_is_queued_as_one_message_at_a_time_is(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session], smtp_sink: SMTPSink
+) -> None:
+    """enqueue_many (campaigns): the same rows and bytes as enqueue, suppression included."""
+    with sessions.begin() as session:
+        suppress(session, "gone@parliament.example", "hard_bounce", "550", T0)
+    messages = [
+        outbound(f"speaker{n}@parliament.example", to_name=f"Speaker {n}") for n in range(3)
+    ]
+    items = [Queued(m, unsubscribe_token=f"tok{n}") for n, m in enumerate(messages)]
+    with sessions.begin() as session:
+        enqueue_many(session, [*items, Queued(outbound("Gone@Parliament.example"))], now=T0)
+        with pytest.raises(InvalidOutbound):  # refused before anything of the batch is written
+            enqueue_many(session, [Queued(outbound("no address"))], now=T0)
+    with sessions() as session:
+        rows = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        assert [(r.to_address, r.state, r.unsubscribe_token) for r in rows] == [
+            ("speaker0@parliament.example", "pending", "tok0"),
+            ("speaker1@parliament.example", "pending", "tok1"),
+            ("speaker2@parliament.example", "pending", "tok2"),
+            ("gone@parliament.example", "suppressed", None),
+        ]
+        assert len({r.message_id for r in rows}) == len({r.body_sha256 for r in rows}) == 4
+    settings = settings_for(tmp_path, db_url, smtp_sink)
+    deliver_due(sessions, settings, make_transport(settings), T0, 10)
+    assert [parsed(m)["To"] for m in smtp_sink.messages] == [
+        f"Speaker {n} <speaker{n}@parliament.example>" for n in range(3)
+    ]
 
 
 # -- the command and the service ---------------------------------------------------------------

@@ -12,17 +12,11 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.errors import HeaderParseError
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
 
+from mailflow.delivery import mime
 from mailflow.delivery.errors import InvalidOutbound
 
-# SMTP's CRLF line ends, and 7-bit transfer encodings (quoted-printable or base64) for
-# non-ASCII text: the relay may not offer 8BITMIME, and a French or Arabic body must survive.
-POLICY = policy.SMTP.clone(cte_type="7bit")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MESSAGE_ID = re.compile(r"<?([^<>\s]{1,250})>?")
 _ADDRESS = re.compile(
@@ -134,67 +128,87 @@ def list_headers(
 
 
 def render(message: OutboundMessage, identity: Identity, now: datetime) -> bytes:
-    """The message as bytes to hand to the relay (CRLF line ends, 7-bit)."""
-    mail = EmailMessage(policy=POLICY)
-    mail["From"] = _address(message.from_name, message.from_address)
-    mail["To"] = _address(message.to_name, message.to_address)
+    """The message as bytes to hand to the relay (CRLF line ends, 7-bit).
+
+    Built directly (mime.py), not through `email.message.EmailMessage`: that was most of the
+    cost of queuing a campaign. Each value is cleaned here, before it is encoded, so no
+    caller-supplied text can add a header or end the header block."""
+    head = [
+        mime.header("From", _address(message.from_name, message.from_address)),
+        mime.header("To", _address(message.to_name, message.to_address)),
+    ]
     if message.reply_to:
-        mail["Reply-To"] = _address("", message.reply_to)
-    mail["Subject"] = clean_header(message.subject)[:MAX_SUBJECT_CHARS]
-    mail["Date"] = format_datetime(now)
-    mail["Message-ID"] = identity.message_id
-    _threading(mail, message.in_reply_to, message.references)
+        head.append(mime.header("Reply-To", _address("", message.reply_to)))
+    subject = clean_header(message.subject)[:MAX_SUBJECT_CHARS]
+    head.append(mime.header("Subject", mime.unstructured(subject)))
+    head.append(f"Date: {format_datetime(now)}\r\nMessage-ID: {identity.message_id}\r\n".encode())
+    head += _threading(message.in_reply_to, message.references)
     if message.auto_submitted:
-        mail["Auto-Submitted"] = clean_header(message.auto_submitted)
-    for name, value in message.extra_headers:
-        mail[_header_name(name)] = clean_header(value)
-    mail.set_content(message.text, subtype="plain", charset="utf-8")
+        head.append(_unstructured("Auto-Submitted", message.auto_submitted))
+    head += [_unstructured(_header_name(name), value) for name, value in message.extra_headers]
+    head.append(b"MIME-Version: 1.0\r\n")
+    head.append(_unstructured("Content-Language", message.language))
+    return b"".join(head) + _body(message)
+
+
+def _unstructured(name: str, value: str) -> bytes:
+    return mime.header(name, mime.unstructured(clean_header(value)))
+
+
+def _body(message: OutboundMessage) -> bytes:
+    """The Content-* headers, blank line and body: text/plain alone, or in a
+    multipart/alternative with the HTML, either of them first in a multipart/mixed with the
+    attachments (the structure `EmailMessage.add_alternative`/`add_attachment` make)."""
+    content = mime.text_part(message.text, "plain")
     if message.html is not None:
-        mail.add_alternative(message.html, subtype="html", charset="utf-8")
-    for attachment in message.attachments:
-        _attach(mail, attachment)
-    # After the body: set_content() drops every Content-* header set before it.
-    mail["Content-Language"] = clean_header(message.language)
-    return mail.as_bytes(policy=POLICY)
+        html = mime.text_part(message.html, "html")
+        head, body = mime.multipart("alternative", (content, html), mime.new_boundary())
+        content = head + b"\r\n" + body
+    if message.attachments:
+        parts = [content, *(_attachment(a) for a in message.attachments)]
+        head, body = mime.multipart("mixed", parts, mime.new_boundary())
+        content = head + b"\r\n" + body
+    return content
 
 
-def _threading(mail: EmailMessage, in_reply_to: str | None, references: Sequence[str]) -> None:
-    """In-Reply-To and References (RFC 5322 3.6.4): the parent's references, then the parent."""
-    parent = message_id_token(in_reply_to)
-    chain = [token for ref in references if (token := message_id_token(ref)) is not None]
+def _threading(in_reply_to: str | None, references: Sequence[str]) -> list[bytes]:
+    """In-Reply-To and References (RFC 5322 3.6.4): the parent's references, then the parent.
+    Non-ASCII Message-IDs (RFC 6532) are dropped: they cannot travel in a 7-bit header."""
+    parent = _ascii_id(in_reply_to)
+    chain = [token for ref in references if (token := _ascii_id(ref)) is not None]
+    head = []
     if parent is not None:
-        mail["In-Reply-To"] = parent
+        head.append(mime.header("In-Reply-To", [parent]))
         if parent not in chain:
             chain.append(parent)
     if chain:
         # Keep the thread's root and the most recent ones: long chains only grow headers.
         kept = chain if len(chain) <= MAX_REFERENCES else [chain[0], *chain[-MAX_REFERENCES:]]
-        mail["References"] = " ".join(kept)
+        head.append(mime.header("References", kept))
+    return head
 
 
-def _address(name: str, address: str) -> Address:
+def _ascii_id(value: str | None) -> str | None:
+    token = message_id_token(value)
+    return token if token is not None and token.isascii() else None
+
+
+def _address(name: str, address: str) -> list[str]:
     spec = clean_header(address)
     if not is_plain_address(spec):
         raise InvalidOutbound(f"not a deliverable e-mail address: {spec[:80]!r}")
-    local, _, domain = spec.rpartition("@")
-    try:
-        return Address(display_name=clean_header(name), username=local, domain=domain)
-    except (HeaderParseError, ValueError, IndexError) as exc:
-        raise InvalidOutbound(f"not a deliverable e-mail address: {spec[:80]!r}") from exc
+    return mime.address(clean_header(name), spec)
 
 
-def _attach(mail: EmailMessage, attachment: Attachment) -> None:
+def _attachment(attachment: Attachment) -> bytes:
     match = _MEDIA_TYPE.fullmatch(attachment.media_type.strip().lower())
     maintype, subtype = match.groups() if match else ("application", "octet-stream")
     if maintype in ("multipart", "message"):  # containers, not files: send the bytes as such
         maintype, subtype = "application", "octet-stream"
     # The name becomes a header parameter: no control characters, no path.
     name = clean_header(attachment.filename).replace("/", "_").replace("\\", "_")
-    mail.add_attachment(
-        attachment.data,
-        maintype=maintype,
-        subtype=subtype,
-        filename=name[-MAX_FILENAME_CHARS:] or "document",
+    return mime.attachment_part(
+        name[-MAX_FILENAME_CHARS:] or "document", f"{maintype}/{subtype}", attachment.data
     )
 
 

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,7 +30,10 @@ MAX_ERROR_CHARS = 2000
 
 
 _TABLE = Delivery.__table__
+_BLOBS = Blob.__table__
 assert isinstance(_TABLE, Table)
+assert isinstance(_BLOBS, Table)
+_INSERT_BLOBS, _INSERT_DELIVERIES = _BLOBS.insert(), _TABLE.insert()  # enqueue_many's
 # Built once, in Core: it runs for every message sent, and building the statement (and its
 # cache key) or the ORM's per-row bookkeeping each time would cost more than executing it.
 _MARK_SENT = (
@@ -113,38 +117,86 @@ def enqueue(
     The row is `pending` and due now, or `suppressed` if the address is on the suppression
     list. Raises InvalidOutbound for an address or header that cannot be composed.
     """
-    identity = new_identity(domain_of(message.from_address))
-    raw = render(message, identity, now)
     to_address = normalise_email(message.to_address)
     suppressed = session.get(Suppression, to_address) is not None
+    blob, values = _prepared(message, now, suppressed=suppressed)
+    session.add(Blob(**blob))
     row = Delivery(
+        **values,
         campaign_id=campaign_id,
         contact_id=contact_id,
         in_reply_to_message_pk=in_reply_to_message_pk,
-        purpose=message.purpose,
-        to_address=to_address,
-        language=message.language,
-        message_id=identity.message_id,
-        verp_token=identity.verp_token,
-        reply_token=identity.reply_token,
-        state="suppressed" if suppressed else "pending",
-        attempts=0,
-        next_attempt_at=None if suppressed else now,
-        created_at=now,
-        updated_at=now,
-        body_sha256=_store_blob(session, raw, now),
     )
     session.add(row)
     session.flush()
     return row
 
 
-def _store_blob(session: Session, raw: bytes, now: datetime) -> str:
-    # No lookup first: the bytes hold a fresh random Message-ID, so they are never stored
-    # already, and two writers never race to insert the same blob.
+@dataclass(frozen=True)
+class Queued:
+    """One message of a batch for `enqueue_many`, with what its ledger row records."""
+
+    message: OutboundMessage
+    contact_id: int | None = None
+    unsubscribe_token: str | None = None
+    round: int = 0
+
+
+def enqueue_many(
+    session: Session, items: Sequence[Queued], *, now: datetime, campaign_id: int | None = None
+) -> None:
+    """Queue a batch (a campaign's `batch_size`) as `enqueue` queues each message, in the
+    caller's transaction, but with one suppression query and two multi-row INSERTs (blobs,
+    then deliveries) for the batch: an ORM flush per row was a quarter of a campaign's
+    enqueue. Raises InvalidOutbound as `enqueue` does, before anything is written."""
+    if not items:
+        return
+    addresses = {normalise_email(item.message.to_address) for item in items}
+    held = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(addresses))))
+    blobs, rows = [], []
+    for item in items:
+        suppressed = normalise_email(item.message.to_address) in held
+        blob, values = _prepared(item.message, now, suppressed=suppressed)
+        blobs.append(blob)
+        rows.append(
+            values
+            | {
+                "campaign_id": campaign_id,
+                "contact_id": item.contact_id,
+                "in_reply_to_message_pk": None,
+                "unsubscribe_token": item.unsubscribe_token,
+                "round": item.round,
+            }
+        )
+    session.execute(_INSERT_BLOBS, blobs)
+    session.execute(_INSERT_DELIVERIES, rows)
+
+
+def _prepared(
+    message: OutboundMessage, now: datetime, *, suppressed: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The blob's and the ledger row's values for one message, rendered with fresh tokens.
+    No lookup of the blob first: the bytes hold a fresh random Message-ID, so they are never
+    stored already, and two writers never race to insert the same blob."""
+    identity = new_identity(domain_of(message.from_address))
+    raw = render(message, identity, now)
     digest = hashlib.sha256(raw).hexdigest()
-    session.add(Blob(sha256=digest, size=len(raw), data=raw, created_at=now))
-    return digest
+    blob = {"sha256": digest, "size": len(raw), "data": raw, "created_at": now}
+    values = {
+        "purpose": message.purpose,
+        "to_address": normalise_email(message.to_address),
+        "language": message.language,
+        "message_id": identity.message_id,
+        "verp_token": identity.verp_token,
+        "reply_token": identity.reply_token,
+        "state": "suppressed" if suppressed else "pending",
+        "attempts": 0,
+        "next_attempt_at": None if suppressed else now,
+        "created_at": now,
+        "updated_at": now,
+        "body_sha256": digest,
+    }
+    return blob, values
 
 
 def claimable(now: datetime) -> ColumnElement[bool]:

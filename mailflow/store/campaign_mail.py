@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.delivery import OutboundMessage, enqueue
 from mailflow.delivery.compose import Attachment, domain_of, new_identity, render
+from mailflow.delivery.ledger import Queued, enqueue_many
 from mailflow.outreach import campaigns as rules
 from mailflow.outreach.campaigns import (
     CampaignError,
@@ -268,6 +269,7 @@ def send(
                 break
             decision = store.decision_facts(session, campaign.decision_id)
             blobs = BlobCache(session)
+            items = []
             for contact in _contacts(session, batch):
                 message, token = compose(
                     ws,
@@ -277,10 +279,8 @@ def send(
                     blobs,
                     template=campaign.purpose,
                 )
-                row = enqueue(
-                    session, message, now=now, campaign_id=campaign.id, contact_id=contact.id
-                )
-                row.unsubscribe_token = token
+                items.append(Queued(message, contact.id, token))
+            enqueue_many(session, items, now=now, campaign_id=campaign.id)
         queued += len(batch)
         if progress is not None:
             progress(len(batch))
@@ -368,6 +368,7 @@ def queue_reminders(
     decision = store.decision_facts(session, campaign.decision_id)
     blobs = BlobCache(session)
     rounds = dict(plan.due)
+    items = []
     for contact in _contacts(session, list(rounds)):
         message, token = compose(
             ws,
@@ -377,8 +378,6 @@ def queue_reminders(
             blobs,
             template=rules.REMINDER,
         )
-        row = enqueue(session, message, now=now, campaign_id=campaign.id, contact_id=contact.id)
-        # enqueue() inserted it as round 0, which no reminder uses, so that cannot collide.
-        row.round = rounds[contact.id]
-        row.unsubscribe_token = token
+        items.append(Queued(message, contact.id, token, rounds[contact.id]))
+    enqueue_many(session, items, now=now, campaign_id=campaign.id)
     return len(rounds)
