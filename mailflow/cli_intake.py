@@ -160,7 +160,7 @@ def _list(app: App) -> int:
     for row in rows:
         error = _clip(printable(first_line(row.error)), 50)
         subject = _clip(printable(row.subject or "(no subject)"), 60)
-        print(f"{row.id:>7}  {row.received_at:%Y-%m-%d %H:%M}  {_size(row.size):>8}  ", end="")
+        print(f"{row.id:>7}  {row.received_at:%Y-%m-%d %H:%M}  {human_size(row.size):>8}  ", end="")
         print(f"{error:<50}  {subject}")
     print(f"{len(rows)} quarantined; `mailflow quarantine show ID` for one, `retry` to reprocess")
     return 0
@@ -300,7 +300,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _size(size: int) -> str:
+def human_size(size: int) -> str:
     if size < 1024:
         return f"{size} B"
     if size < 1024 * 1024:

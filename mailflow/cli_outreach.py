@@ -17,7 +17,7 @@ from typing import TypeAlias
 
 from sqlalchemy.exc import IntegrityError
 
-from mailflow.cli_intake import printable
+from mailflow.cli_intake import human_size, printable
 from mailflow.errors import MailflowError
 from mailflow.outreach import contacts as csvc
 from mailflow.outreach import decisions as dec
@@ -256,7 +256,7 @@ def _add_decision(app: App, new: dec.NewDecision) -> int:
     print(f"decision {added.id} added: {len(new.case_codes)} case(s){created}")
     for doc in new.documents:
         kind = doc.media_type.split(";")[0]
-        print(f"  {doc.language}: {kind}, {_size(len(doc.data))}{_official(doc.official)}")
+        print(f"  {doc.language}: {kind}, {human_size(len(doc.data))}{_official(doc.official)}")
     print(f"{added.new_blobs} new document file(s) stored; visibility {new.visibility}")
     return 0
 
@@ -300,7 +300,7 @@ def _show_decision(app: App, decision_id: int) -> int:
         name = printable(doc.filename or "-")
         print(
             f"  {doc.id:>5}  {doc.language:<3} {doc.media_type.split(';')[0]:<16} "
-            f"{_size(doc.size):>9}  {doc.sha256[:12]}  {name}{_official(doc.official)}"
+            f"{human_size(doc.size):>9}  {doc.sha256[:12]}  {name}{_official(doc.official)}"
         )
     return 0
 
@@ -317,11 +317,3 @@ def _read(path: Path) -> bytes:
 
 def _official(official: bool) -> str:
     return " (official)" if official else ""
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} kB"
-    return f"{size / (1024 * 1024):.1f} MB"
