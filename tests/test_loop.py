@@ -61,6 +61,28 @@ def outbox(app: App) -> list[bytes]:
     return [box.get_bytes(key) for key in box.iterkeys()]
 
 
+def campaign_mail(
+    app: App, to: str, message_id: str, verp: str, unsubscribe_token: str | None = None
+) -> int:
+    """A campaign with one delivery already sent to `to`; returns the campaign's id."""
+    with app.sessions.begin() as session:
+        campaign = Campaign(name="Decisions 217", purpose="decision", created_by="test")
+        session.add(campaign)
+        session.flush()
+        session.add(
+            Delivery(
+                campaign_id=campaign.id,
+                purpose="decision",
+                to_address=to,
+                language="en",
+                message_id=message_id,
+                verp_token=verp,
+                unsubscribe_token=unsubscribe_token,
+            )
+        )
+        return campaign.id
+
+
 def test_a_report_is_acknowledged_once_in_the_reporters_language(
     tmp_path: Path, db_url: str
 ) -> None:
@@ -164,21 +186,9 @@ def test_a_parliaments_answer_to_a_mailing_becomes_an_action_report_of_the_campa
 ) -> None:
     settings = loop_settings(tmp_path, db_url)
     with migrated_app(settings) as app:
-        with app.sessions.begin() as session:
-            campaign = Campaign(name="Decisions 217", purpose="decision", created_by="test")
-            session.add(campaign)
-            session.flush()
-            session.add(
-                Delivery(
-                    campaign_id=campaign.id,
-                    purpose="decision",
-                    to_address="ipu.group@parliament.example",
-                    language="en",
-                    message_id="<mf.reply123@ipu.example>",
-                    verp_token="verp123456",
-                )
-            )
-            campaign_id = campaign.id
+        campaign_id = campaign_mail(
+            app, "ipu.group@parliament.example", "<mf.reply123@ipu.example>", "verp123456"
+        )
         answer = b"""\
 From: IPU Group <ipu.group@parliament.example>
 To: hrp@ipu.example
@@ -212,21 +222,13 @@ def test_mail_to_a_list_unsubscribe_address_opts_its_recipient_out(
 ) -> None:
     settings = loop_settings(tmp_path, db_url)
     with migrated_app(settings) as app:
-        with app.sessions.begin() as session:
-            campaign = Campaign(name="Decisions 217", purpose="decision", created_by="test")
-            session.add(campaign)
-            session.flush()
-            session.add(
-                Delivery(
-                    campaign_id=campaign.id,
-                    purpose="decision",
-                    to_address="desk@media.example",
-                    language="en",
-                    message_id="<mf.reply456@ipu.example>",
-                    verp_token="verp456789",
-                    unsubscribe_token="unsub456789",
-                )
-            )
+        campaign_mail(
+            app,
+            "desk@media.example",
+            "<mf.reply456@ipu.example>",
+            "verp456789",
+            unsubscribe_token="unsub456789",
+        )
         request = (
             b"From: someone@elsewhere.example\r\nTo: unsubscribe+unsub456789@"
             + BOUNCES.encode()
