@@ -24,10 +24,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from _measure import Run, check_gnu_time
 from _measure import run as measure
+
+if TYPE_CHECKING:
+    from mailflow.delivery.ledger import Queued
+    from mailflow.store.models import Contact
+    from mailflow.templates import Templates
 
 ROOT = Path(__file__).resolve().parent.parent
 SELF = Path(__file__).resolve()
@@ -55,9 +61,9 @@ class Decision:
 
 def child_enqueue(url: str, templates_dir: Path, campaign_id: int) -> None:
     """Render and enqueue one message per contact of the campaign, CHUNK per transaction,
-    with `enqueue_many` as `mailflow campaign send` does."""
-    from mailflow.delivery import OutboundMessage  # noqa: PLC0415 (child only)
-    from mailflow.delivery.ledger import Queued, enqueue_many  # noqa: PLC0415
+    with `enqueue_many` as `mailflow campaign send` does: read a page of contacts, render it
+    outside any transaction, then write it."""
+    from mailflow.delivery.ledger import enqueue_many  # noqa: PLC0415 (child only)
     from mailflow.store import make_engine, session_factory  # noqa: PLC0415
     from mailflow.store.models import Contact  # noqa: PLC0415
     from mailflow.templates import Templates  # noqa: PLC0415
@@ -69,34 +75,40 @@ def child_enqueue(url: str, templates_dir: Path, campaign_id: int) -> None:
             page = session.scalars(
                 sa.select(Contact).where(Contact.id > last).order_by(Contact.id).limit(CHUNK)
             ).all()
-            batch = []
-            for contact in page:
-                context = Decision(
-                    contact.person_name or "Speaker",
-                    contact.organisation or "",
-                    contact.country or "",
-                    "Decision adopted by the Committee at its 176th session",
-                    "176th",
-                    (f"{contact.country}-{contact.id % 97:02d}", f"{contact.country}-07"),
-                    f"https://www.ipu.example/decisions/176/{contact.id}.pdf",
-                )
-                rendered = templates.render("decision", contact.languages, context)
-                message = OutboundMessage(
-                    purpose="decision",
-                    to_address=contact.email,
-                    from_address=FROM,
-                    from_name="IPU Committee on the Human Rights of Parliamentarians",
-                    subject="Decision of the Committee",
-                    text=rendered.text,
-                    html=rendered.html,
-                    language=rendered.language,
-                    to_name=contact.person_name or "",
-                )
-                batch.append(Queued(message, contact.id))
+        batch = [_queued(templates, contact) for contact in page]
+        with sessions.begin() as session:
             enqueue_many(session, batch, now=now, campaign_id=campaign_id)
         if len(page) < CHUNK:
             return
         last = page[-1].id
+
+
+def _queued(templates: Templates, contact: Contact) -> Queued:
+    from mailflow.delivery import OutboundMessage  # noqa: PLC0415 (child only)
+    from mailflow.delivery.ledger import Queued  # noqa: PLC0415
+
+    context = Decision(
+        contact.person_name or "Speaker",
+        contact.organisation or "",
+        contact.country or "",
+        "Decision adopted by the Committee at its 176th session",
+        "176th",
+        (f"{contact.country}-{contact.id % 97:02d}", f"{contact.country}-07"),
+        f"https://www.ipu.example/decisions/176/{contact.id}.pdf",
+    )
+    rendered = templates.render("decision", contact.languages, context)
+    message = OutboundMessage(
+        purpose="decision",
+        to_address=contact.email,
+        from_address=FROM,
+        from_name="IPU Committee on the Human Rights of Parliamentarians",
+        subject="Decision of the Committee",
+        text=rendered.text,
+        html=rendered.html,
+        language=rendered.language,
+        to_name=contact.person_name or "",
+    )
+    return Queued(message, contact.id)
 
 
 def child_overlap(url: str, templates_dir: Path, campaign_id: int, config: Path) -> None:

@@ -11,7 +11,7 @@ from types import FrameType
 
 from mailflow.delivery import Worker, run_delivery
 from mailflow.delivery.signing import load_signer
-from mailflow.service import build, prepare_database
+from mailflow.service import open_store, prepare_schema
 from mailflow.settings import Settings
 
 
@@ -32,19 +32,19 @@ def add_delivery_commands(
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    app = build(settings)
+    engine, sessions = open_store(settings)
     try:
-        prepare_database(app)
+        prepare_schema(settings, engine)
         if not args.once:
             load_signer(settings)  # a DKIM key that cannot be used is an error here, at once
             # Until Ctrl-C / SIGTERM: the KeyboardInterrupt lets each connection finish its
             # message in flight and gives the claimed rest back; main() exits 130.
             with _sigterm_interrupts():
-                run_delivery(app.sessions, settings, threading.Event())
+                run_delivery(sessions, settings, threading.Event())
             return 0
-        result = Worker(app.sessions, settings).send_due(threading.Event())
+        result = Worker(sessions, settings).send_due(threading.Event())
     finally:
-        app.close()
+        engine.dispose()
     print(
         f"sent {result.sent}, retrying {result.retrying}, failed {result.failed}, "
         f"skipped {result.skipped}, deferred {result.deferred}"

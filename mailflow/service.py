@@ -48,20 +48,30 @@ class App:
 
 
 def build(settings: Settings) -> App:
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
-    sessions = session_factory(engine)
+    engine, sessions = open_store(settings)
     # Rules are loaded once here: a bad rule file stops the start, naming the file and rule.
     stages = default_stages(RuleSet.load(settings.rules_dir), settings)
     intake = Intake(sessions, stages)
     return App(settings, engine, sessions, intake, MaildirOutbox(settings.outbox_dir))
 
 
+def open_store(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """The database alone, for commands that neither parse nor classify (`mailflow send`):
+    loading and compiling the rules would be most of their start-up time."""
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    return engine, session_factory(engine)
+
+
 def prepare_database(app: App) -> None:
     """Bring the schema to this version's head, or refuse to run on a stale one."""
-    if app.settings.database.auto_upgrade:
-        migrate.upgrade(app.settings.database_url)
+    prepare_schema(app.settings, app.engine)
+
+
+def prepare_schema(settings: Settings, engine: Engine) -> None:
+    if settings.database.auto_upgrade:
+        migrate.upgrade(settings.database_url)
     else:
-        migrate.check_current(app.engine)
+        migrate.check_current(engine)
 
 
 def pollers(app: App, *, defer_processing: bool = False) -> list[ImapPoller]:

@@ -160,9 +160,10 @@ class OutboundSettings:
         "How often the service's delivery worker looks for messages due to be sent.", 30
     )
     batch_size: int = doc(
-        "Messages sent per pass of the delivery worker (over one relay connection) before "
-        "it checks again for a stop request.",
-        50,
+        "Rows a delivery worker claims per transaction, shared by its connections. Rows "
+        "claimed and not yet sent when it stops are given back at once; after a crash they "
+        "wait for sending_lease_seconds. Lower it if several workers share a small queue.",
+        500,
     )
     connections: int = doc(
         "Relay connections used at once, each reused across messages with one message in "

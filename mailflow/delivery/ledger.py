@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailflow.delivery.compose import OutboundMessage, domain_of, new_identity, render
 from mailflow.delivery.errors import SendRefused
 from mailflow.store.models import Blob, Campaign, Delivery, Suppression, normalise_email
+from mailflow.store.models_outreach import ACTIVE_SQL
 
 # How long a claimed row belongs to the worker that claimed it. A row still `sending` after
 # this was abandoned (the worker crashed or lost the database mid-send) and is claimed again:
@@ -29,6 +30,10 @@ SENDING_LEASE = timedelta(minutes=10)
 MAX_ERROR_CHARS = 2000
 
 
+_TABLE_NAME = Delivery.__tablename__
+# Literal text, not bound parameters, so that the planners use the partial indexes (see
+# models_outreach.ACTIVE_SQL): SQLite matches an index's WHERE against the query's text.
+_ACTIVE = text(f"{_TABLE_NAME}.{ACTIVE_SQL}")
 _TABLE = Delivery.__table__
 _BLOBS = Blob.__table__
 assert isinstance(_TABLE, Table)
@@ -204,7 +209,7 @@ def claimable(now: datetime) -> ColumnElement[bool]:
     expired lease. Every claim goes through here, so a filter added here (e.g. rows of a
     paused campaign) holds for every worker."""
     due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
-    return and_(Delivery.state.in_(("pending", "sending")), due, ~_held_by_campaign())
+    return and_(_ACTIVE, due, ~_held_by_campaign())
 
 
 # -- campaigns (#5): rows of a paused or cancelled campaign wait; `resume` releases them ------
@@ -321,9 +326,7 @@ def release(session: Session, due_at: Mapping[int, datetime], now: datetime) -> 
 
 def next_due_at(session: Session) -> datetime | None:
     """When the earliest waiting row falls due (a retry, a deferral, a lease running out)."""
-    return session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(Delivery.state.in_(("pending", "sending")))
-    )
+    return session.scalar(select(func.min(Delivery.next_attempt_at)).where(_ACTIVE))
 
 
 def record_sent_many(session: Session, sent: Sequence[tuple[int, str, datetime]]) -> None:

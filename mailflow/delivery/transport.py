@@ -14,9 +14,9 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol
 
 from mailflow.delivery.errors import (
     ConnectionLost,
@@ -36,7 +36,6 @@ SERVICE_CLOSING = 421  # the relay is going away: a connection problem, whatever
 # (Postfix after 300 s). A busy one is not, which saves a round trip per message.
 IDLE_PROBE_SECONDS = 5.0
 ACCEPTED_RCPT = (250, 251)
-_DOT_LINE = re.compile(rb"(?m)^\.")
 _UNSAFE_IN_PATH = re.compile(r"[\x00-\x20<>\x7f-\U0010ffff]")
 
 
@@ -54,40 +53,6 @@ class Transport(Protocol):
         ...
 
 
-Gate = Callable[[], None]
-
-
-@runtime_checkable
-class GatedTransport(Transport, Protocol):
-    def send_gated(self, envelope_from: str, recipient: str, raw: bytes, gate: Gate) -> str:
-        """As send(), calling `gate` just before the point of no return (SMTP's final dot).
-
-        The worker's gate waits until the previous message's outcome is committed, so the
-        rest of this transaction overlaps that commit. If the gate raises, the message is
-        abandoned undelivered (the connection is dropped before the final dot).
-        """
-        ...
-
-
-GatedSend = Callable[[str, str, bytes, Gate], str]
-
-
-def no_gate() -> None:
-    pass
-
-
-def gated_send(transport: Transport) -> GatedSend:
-    """`transport.send_gated`; for a transport without one, the gate and then send()."""
-    if isinstance(transport, GatedTransport):
-        return transport.send_gated
-
-    def send(envelope_from: str, recipient: str, raw: bytes, gate: Gate) -> str:
-        gate()
-        return transport.send(envelope_from, recipient, raw)
-
-    return send
-
-
 def make_transport(
     settings: Settings,
     ssl_context: ssl.SSLContext | None = None,
@@ -99,6 +64,17 @@ def make_transport(
     if settings.outbound.relay_host:
         return SmtpTransport(settings.outbound, ssl_context, signer)
     return MaildirTransport(MaildirOutbox(settings.outbox_dir), signer)
+
+
+@dataclass
+class _Open:
+    """The transaction in progress on a connection, between start() and finish()."""
+
+    mail_from: str
+    rcpt_to: str
+    raw: bytes
+    reused: bool  # on a connection used before: if found closed, retried once on a new one
+    pipelined: bool = False
 
 
 class SmtpTransport:
@@ -114,66 +90,152 @@ class SmtpTransport:
         self._stack = ExitStack()
         self._client: smtplib.SMTP | None = None
         self._used_at = 0.0
+        self._open: _Open | None = None  # the transaction between start() and finish()
 
     @property
     def where(self) -> str:
         return f"SMTP relay {self.settings.relay_host}:{self.settings.relay_port}"
 
     def send(self, envelope_from: str, recipient: str, raw: bytes) -> str:
-        return self.send_gated(envelope_from, recipient, raw, no_gate)
+        self.start(envelope_from, recipient, raw)
+        self.hand_over()
+        return self.finish()
 
-    def send_gated(self, envelope_from: str, recipient: str, raw: bytes, gate: Gate) -> str:
+    # -- the phases (phases.py): the senders run each across all connections in turn --------
+
+    def start(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        """Open the transaction. With PIPELINING (RFC 2920) the envelope (MAIL, RCPT, DATA)
+        goes in one write and its replies are read by hand_over(), so the relay reads it
+        while the worker commits; without, the three round trips happen here."""
         mail_from, rcpt_to = _path("FROM", envelope_from), _path("TO", recipient)
         if self.signer is not None:
             raw = self.signer.sign(raw)
-        reused = self._client is not None
-        client = self._connection()
+        self._open = _Open(mail_from, rcpt_to, raw, reused=self._client is not None)
         try:
-            self._mail(client, mail_from)
-        except ConnectionLost:
-            if not reused:
-                raise
-            # The relay closed a connection we reused (a per-connection message limit, a
-            # restart) before anything of this message was sent: once more, on a new one.
-            client = self._connection()
-            self._mail(client, mail_from)
+            self._envelope(self._connection())
+        except BaseException:
+            self._open = None
+            raise
+
+    def hand_over(self) -> None:
+        """Read the envelope's replies (a refusal is raised here), then write the message
+        text and the final dot: the point of no return (RFC 5321 4.1.1.4)."""
+        opened, client = self._require_open()
         try:
-            self._expect(client, "rcpt", client.docmd("RCPT", rcpt_to), ACCEPTED_RCPT)
-            code, reply = self._data(client, raw, gate)
-            self._expect(client, "data", (code, reply), (250,))
+            if opened.pipelined:
+                client = self._pipelined_replies(client, opened)
+            # Dot-stuffing (4.5.2) with bytes.replace: a sixth of the time a regex takes.
+            body = opened.raw.replace(b"\n.", b"\n..")
+            if body.startswith(b"."):
+                body = b"." + body
+            client.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
         except smtplib.SMTPDataError as exc:  # DATA itself was not answered 354
-            raise self._refused("data", exc.smtp_code, exc.smtp_error) from None
+            self._open = None
+            raise self._refused_data(client, exc) from None
         except (OSError, smtplib.SMTPException) as exc:
-            self.close()
-            raise ConnectionLost(f"{self.where}: connection lost: {_reason(exc)}") from None
+            raise self._lost(exc) from None
+        except BaseException:
+            self._open = None
+            raise
+
+    def finish(self) -> str:
+        """The relay's reply to the final dot: its acceptance, or a refusal raised."""
+        _, client = self._require_open()
+        self._open = None
+        try:
+            code, reply = client.getreply()
+            self._expect(client, "data", (code, reply), (250,))
+        except (OSError, smtplib.SMTPException) as exc:
+            raise self._lost(exc) from None
         finally:
             self._used_at = time.monotonic()
         return f"{code} {_text(reply)}"
 
-    def _data(self, client: smtplib.SMTP, raw: bytes, gate: Gate) -> tuple[int, bytes]:
-        """smtplib's data(), with the gate before the final dot (RFC 5321 4.1.1.4)."""
-        code, reply = client.docmd("DATA")
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
-        body = _DOT_LINE.sub(b"..", raw)  # dot-stuffing (4.5.2)
-        client.send(body if body.endswith(b"\r\n") else body + b"\r\n")
+    def abort(self) -> None:
+        """Before hand_over(): cut the connection, no QUIT (after DATA it would read as
+        message text). Without its final dot the relay discards the message."""
+        if self._open is not None and self._client is not None:
+            self._open = None
+            self._client.close()
+            self.close()
+
+    def _require_open(self) -> tuple[_Open, smtplib.SMTP]:
+        if self._open is None or self._client is None:
+            raise AssertionError("no transaction open: start() first")
+        return self._open, self._client
+
+    def _envelope(self, client: smtplib.SMTP) -> None:
+        opened = self._open
+        assert opened is not None
         try:
-            gate()
-        except BaseException:
-            # Cut the socket, no QUIT (it would read as more message text): without the final
-            # dot the relay discards the message, so nothing was sent.
+            self._write_envelope(client, opened)
+        except ConnectionLost:
+            if not opened.reused:
+                raise
+            # The relay closed a connection we reused (a per-connection message limit, a
+            # restart) before anything of this message was sent: once more, on a new one.
+            opened.reused = False
+            self._write_envelope(self._connection(), opened)
+
+    def _write_envelope(self, client: smtplib.SMTP, opened: _Open) -> None:
+        try:
+            opened.pipelined = client.has_extn("pipelining")
+            if opened.pipelined:
+                client.send(f"MAIL {opened.mail_from}\r\nRCPT {opened.rcpt_to}\r\nDATA\r\n")
+                return
+            self._expect(client, "mail", client.docmd("MAIL", opened.mail_from), (250,))
+        except (OSError, smtplib.SMTPException) as exc:
+            raise self._lost(exc) from None
+        try:
+            self._expect(client, "rcpt", client.docmd("RCPT", opened.rcpt_to), ACCEPTED_RCPT)
+            _expect_354(client.docmd("DATA"))
+        except smtplib.SMTPDataError as exc:
+            raise self._refused_data(client, exc) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise self._lost(exc) from None
+
+    def _pipelined_replies(self, client: smtplib.SMTP, opened: _Open) -> smtplib.SMTP:
+        """The replies to MAIL, RCPT and DATA, all read before anything else is sent so the
+        connection stays in step; a refusal raised as the sequential path would raise it.
+        A reused connection found closed at MAIL is replaced once, as in _envelope()."""
+        try:
+            mail = _reply(client)
+        except smtplib.SMTPServerDisconnected:
+            if not opened.reused:
+                raise
+            opened.reused = False
+            self.close()
+            client = self._connection()
+            client.send(f"MAIL {opened.mail_from}\r\nRCPT {opened.rcpt_to}\r\nDATA\r\n")
+            mail = _reply(client)
+        rcpt, data = client.getreply(), client.getreply()
+        if mail[0] == 250 and rcpt[0] in ACCEPTED_RCPT:
+            _expect_354(data)
+            return client
+        if data[0] == 354:
+            # A relay must not take DATA without a recipient (RFC 2920 3.1 says end it with a
+            # lone dot); cut the connection rather than trust it with a final dot.
             client.close()
             self.close()
-            raise
-        client.send(b".\r\n")
-        return client.getreply()
+        if mail[0] != 250:
+            self._expect(client, "mail", mail, (250,))
+        self._expect(client, "rcpt", rcpt, ACCEPTED_RCPT)
+        return client
 
-    def _mail(self, client: smtplib.SMTP, mail_from: str) -> None:
-        try:
-            self._expect(client, "mail", client.docmd("MAIL", mail_from), (250,))
-        except (OSError, smtplib.SMTPException) as exc:
-            self.close()
-            raise ConnectionLost(f"{self.where}: connection lost: {_reason(exc)}") from None
+    def _lost(self, exc: BaseException) -> ConnectionLost:
+        self._open = None
+        self.close()
+        return ConnectionLost(f"{self.where}: connection lost: {_reason(exc)}")
+
+    def _refused_data(self, client: smtplib.SMTP, exc: smtplib.SMTPDataError) -> SmtpError:
+        """DATA answered other than 354: end the transaction (RSET), so the relay does not
+        keep this envelope for the next message (a "nested MAIL" 503)."""
+        if exc.smtp_code != SERVICE_CLOSING and self._client is not None:
+            try:
+                client.rset()
+            except (OSError, smtplib.SMTPException):
+                self.close()
+        return self._refused("data", exc.smtp_code, exc.smtp_error)
 
     def close(self) -> None:
         self._client = None
@@ -232,12 +294,8 @@ class MaildirTransport:
         self.signer = signer
 
     def send(self, envelope_from: str, recipient: str, raw: bytes) -> str:
-        return self.send_gated(envelope_from, recipient, raw, no_gate)
-
-    def send_gated(self, envelope_from: str, recipient: str, raw: bytes, gate: Gate) -> str:
         if self.signer is not None:
             raw = self.signer.sign(raw)
-        gate()
         trace = f"Return-Path: <{envelope_from}>\r\nEnvelope-To: {recipient}\r\n"
         key = self.outbox.deliver(trace.encode("ascii") + raw)
         return f"maildir {key}"
@@ -259,12 +317,25 @@ def _path(verb: str, address: str) -> str:
 
 
 def _no_delay(client: smtplib.SMTP) -> None:
-    """The final dot goes out in a write of its own (after the gate): without TCP_NODELAY,
-    Nagle's algorithm holds it until the relay acknowledges the message text, which a
-    delayed ACK postpones by up to 40 ms per message."""
+    """Small writes (the pipelined envelope, a short message) go out at once: without
+    TCP_NODELAY, Nagle's algorithm holds one until the relay acknowledges the previous, which
+    a delayed ACK postpones by up to 40 ms."""
     if client.sock is not None:
         with suppress(OSError):
             client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _reply(client: smtplib.SMTP) -> tuple[int, bytes]:
+    """A reply; 421 (or none at all) as the disconnection it announces."""
+    code, text = client.getreply()
+    if code == SERVICE_CLOSING or code < 0:
+        raise smtplib.SMTPServerDisconnected(f"{code} {_text(text)}")
+    return code, text
+
+
+def _expect_354(reply: tuple[int, bytes]) -> None:
+    if reply[0] != 354:
+        raise smtplib.SMTPDataError(*reply)
 
 
 def _alive(client: smtplib.SMTP) -> bool:

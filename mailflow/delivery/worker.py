@@ -1,13 +1,13 @@
 """The delivery worker: send what is due and record each outcome in the ledger.
 
 For each row: claim it (state `sending`, attempts + 1) and COMMIT, then run the SMTP
-transaction outside any database transaction, then record the outcome and commit again before
-that connection starts its next message. A crash between the two commits leaves the row
+transaction outside any database transaction, then record the outcome and commit it before
+that connection hands over its next message. A crash between the two commits leaves the row
 `sending`; once its lease (outbound.sending_lease_seconds) has run out, a worker sends it
 again. If the relay had in fact accepted it, the recipient gets it twice: SMTP has no way to
 ask "did you get this?", so at most one duplicate per connection per crash is the price of
-never losing a message. Several connections, batched claims, group commits and rate limits:
-senders.py.
+never losing a message. Several connections driven in rounds, batched claims, one commit
+per round and rate limits: senders.py.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.delivery import ledger
-from mailflow.delivery.compose import return_path
 from mailflow.delivery.errors import ConnectionLost, InvalidOutbound, SendRefused
 from mailflow.delivery.senders import PassResult, Senders
 from mailflow.delivery.signing import load_signer
-from mailflow.delivery.transport import Gate, GatedSend, Transport, make_transport
+from mailflow.delivery.transport import Transport, make_transport
 from mailflow.errors import MailflowError
 from mailflow.logs import fields
 from mailflow.settings import OutboundSettings, Settings
@@ -33,7 +32,15 @@ from mailflow.store.engine import translate_db_errors
 log = logging.getLogger(__name__)
 MIN_IDLE_SECONDS = 0.25  # between passes, however soon the next row falls due
 
-__all__ = ["PassResult", "Worker", "deliver_due", "retry_at", "retry_delay", "run_delivery"]
+__all__ = [
+    "PassResult",
+    "Worker",
+    "deliver_due",
+    "judge",
+    "retry_at",
+    "retry_delay",
+    "run_delivery",
+]
 
 
 def retry_delay(attempts: int, settings: OutboundSettings) -> timedelta:
@@ -50,36 +57,26 @@ def retry_at(claimed: ledger.Claimed, now: datetime, settings: OutboundSettings)
     return min(now + retry_delay(claimed.attempts, settings), give_up_at)
 
 
-def attempt(
-    send: GatedSend, claim: ledger.Claimed, now: datetime, gate: Gate, settings: Settings
+def judge(
+    claim: ledger.Claimed, now: datetime, result: str | MailflowError, settings: Settings
 ) -> tuple[ledger.Outcome, bool]:
-    """Send one claimed row: its outcome, and whether the transport cannot send at all.
-
-    `gate` is called before the point of no return; an error it raises (the previous outcome
-    could not be recorded) propagates, with this message not sent.
-    """
-    envelope_from = return_path(claim.verp_token, settings.bounce_domain)
+    """What became of one claimed row, given the relay's acceptance or the error its hand-over
+    raised; and whether the transport cannot send at all (the pass then stops)."""
+    if isinstance(result, str):
+        _log_outcome(claim, "sent", result)
+        return ledger.Sent(claim.id, result, now), False
     unavailable = False
-    try:
-        response = send(envelope_from, claim.to_address, claim.raw, gate)
-    except SendRefused as refusal:
-        if refusal.permanent:
-            _log_outcome(claim, "failed", str(refusal))
-            return ledger.Refused(claim.id, refusal, now), False
-        error = str(refusal)
-    except ConnectionLost as lost:
-        error = str(lost)  # the next row reconnects
-    except InvalidOutbound as invalid:  # no retry can cure this row; the others go on
-        _log_outcome(claim, "failed", str(invalid))
-        return ledger.Retry(claim.id, str(invalid), now, None), False
-    except MailflowError as exc:  # no relay connection, outbox not writable, signing
-        error, unavailable = str(exc), True
-    else:
-        _log_outcome(claim, "sent", response)
-        return ledger.Sent(claim.id, response, now), False
+    if isinstance(result, SendRefused) and result.permanent:
+        _log_outcome(claim, "failed", str(result))
+        return ledger.Refused(claim.id, result, now), False
+    if isinstance(result, InvalidOutbound):  # no retry can cure this row; the others go on
+        _log_outcome(claim, "failed", str(result))
+        return ledger.Retry(claim.id, str(result), now, None), False
+    if not isinstance(result, SendRefused | ConnectionLost):
+        unavailable = True  # no relay connection, outbox not writable, signing
     when = retry_at(claim, now, settings.outbound)
-    _log_outcome(claim, "retrying" if when is not None else "failed", error)
-    return ledger.Retry(claim.id, error, now, when), unavailable
+    _log_outcome(claim, "retrying" if when is not None else "failed", str(result))
+    return ledger.Retry(claim.id, str(result), now, when), unavailable
 
 
 def _log_outcome(claim: ledger.Claimed, outcome: str, detail: str) -> None:
@@ -113,8 +110,9 @@ class Worker:
         self.senders = Senders(
             session_factory,
             settings.outbound,
-            lambda send, claim, now, gate: attempt(send, claim, now, gate, settings),
+            lambda claim, now, result: judge(claim, now, result, settings),
             clock,
+            settings.bounce_domain,
         )
         self.signer = load_signer(settings)  # once: a bad key stops the start
 
@@ -160,8 +158,9 @@ def deliver_due(
     senders = Senders(
         session_factory,
         settings.outbound,
-        lambda send, claim, at, gate: attempt(send, claim, at, gate, settings),
+        lambda claim, at, result: judge(claim, at, result, settings),
         lambda: now,
+        settings.bounce_domain,
     )
     return senders.run([transport], threading.Event(), limit)
 

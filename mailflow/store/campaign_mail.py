@@ -58,6 +58,21 @@ class BlobCache:
         return self._data[sha256]
 
 
+class DocumentCache:
+    """A decision's documents' bytes, read inside a transaction, then used outside any."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+
+    def load(self, session: Session, decision: DecisionFacts) -> None:
+        cache = BlobCache(session)
+        for document in decision.documents:
+            self._data[document.sha256] = cache(document.sha256)
+
+    def __call__(self, sha256: str) -> bytes:
+        return self._data[sha256]
+
+
 def recipient_of(contact: Contact) -> Recipient:
     return Recipient(
         contact_id=contact.id,
@@ -260,27 +275,31 @@ def send(
     delivers them. Stops early if the campaign is paused or cancelled meanwhile; running
     `send` again carries on (the ledger's unique key never queues a contact twice)."""
     size = max(ws.settings.campaigns.batch_size, 1)
-    queued = 0
+    queued, documents = 0, DocumentCache()
     for start in range(0, len(plan.to_queue), size):
         batch = plan.to_queue[start : start + size]
+        # Read, render, write: rendering (most of the time) holds no transaction, so the
+        # delivery worker and intake can commit meanwhile. On SQLite every transaction takes
+        # the one write lock, and a batch rendered inside it kept them waiting batch after
+        # batch, long enough for their busy timeout to run out.
         with translate_db_errors(), sessions.begin() as session:
             campaign = store.get(session, campaign_id)
             if campaign.status != "sending":
                 break
+            facts = store.facts(campaign)
             decision = store.decision_facts(session, campaign.decision_id)
-            blobs = BlobCache(session)
-            items = []
-            for contact in _contacts(session, batch):
-                message, token = compose(
-                    ws,
-                    store.facts(campaign),
-                    decision,
-                    recipient_of(contact),
-                    blobs,
-                    template=campaign.purpose,
-                )
-                items.append(Queued(message, contact.id, token))
-            enqueue_many(session, items, now=now, campaign_id=campaign.id)
+            documents.load(session, decision)
+            recipients = [recipient_of(contact) for contact in _contacts(session, batch)]
+        items = []
+        for recipient in recipients:
+            message, token = compose(
+                ws, facts, decision, recipient, documents, template=facts.purpose
+            )
+            items.append(Queued(message, recipient.contact_id, token))
+        with translate_db_errors(), sessions.begin() as session:
+            if store.get(session, campaign_id).status != "sending":
+                break  # paused or cancelled while this batch was rendered: not queued
+            enqueue_many(session, items, now=now, campaign_id=campaign_id)
         queued += len(batch)
         if progress is not None:
             progress(len(batch))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from mailflow.store.models_base import Base, check_in
@@ -100,6 +100,11 @@ class Campaign(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="campaign")
 
 
+# The states of a row still to be sent, as SQL text: partial indexes are only used by queries
+# that spell their condition with the same literals (ledger.claimable), not bound parameters.
+ACTIVE_SQL = "state IN ('pending', 'sending')"
+
+
 class Delivery(Base):
     """One outbound message to one recipient: a campaign mailing or an acknowledgement.
 
@@ -113,7 +118,22 @@ class Delivery(Base):
         UniqueConstraint("campaign_id", "contact_id", "purpose", "round"),
         check_in("state", DELIVERY_STATES),
         CheckConstraint("attempts >= 0", name="attempts"),
-        Index(None, "state", "next_attempt_at"),  # the sender's "what is due" query
+        # The sender's queries read only the rows still to send, however long the ledger of
+        # sent ones grows: partial indexes over `pending` and `sending` rows (ACTIVE_SQL).
+        # The claim walks the first in id order and stops at its LIMIT; without it, SQLite
+        # sorted every waiting row for each claim (12 ms a claim at 20,000 waiting rows).
+        Index(
+            "ix_deliveries_claimable",
+            "id",
+            sqlite_where=text(ACTIVE_SQL),
+            postgresql_where=text(ACTIVE_SQL),
+        ),
+        Index(  # when the next row falls due
+            "ix_deliveries_due",
+            "next_attempt_at",
+            sqlite_where=text(ACTIVE_SQL),
+            postgresql_where=text(ACTIVE_SQL),
+        ),
         Index(None, "to_address"),  # one acknowledgement per sender per window; bounces
     )
 
