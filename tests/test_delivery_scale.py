@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.delivery import Worker
+from mailflow.delivery.feed import Limits
 from mailflow.delivery.ratelimit import Bucket, idle_keys, per_minute, per_second, reserve_for
-from mailflow.delivery.senders import Limits
 from mailflow.settings import OutboundSettings
 from mailflow.store import make_engine, session_factory, upgrade
 from mailflow.store.models import Delivery, Suppression
