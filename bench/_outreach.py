@@ -1,14 +1,19 @@
 """bench/outreach: sending one campaign, mailflow against a bare smtplib loop and smtp-source.
 
-See bench/README.md for what each row means. Run as ``bench/outreach``. The enqueue step and
-the smtplib loop run as child processes of this file (``python bench/_outreach.py enqueue|loop
-...``), so that each is timed and its memory measured on its own, like ``mailflow send``.
+See bench/README.md for what each row means. Run as ``bench/outreach``. Each campaign is set up
+(untimed) through mailflow's own commands: `contacts import`, `decision add`, `campaign create`
+and `campaign approve`; the enqueue row times `mailflow campaign send`, the send row `mailflow
+send --once`. The overlapped run and the smtplib loop run as child processes of this file
+(``python bench/_outreach.py overlap|loop ...``), so that each is timed and its memory measured
+on its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -21,19 +26,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from _measure import Run, check_gnu_time
 from _measure import run as measure
-
-if TYPE_CHECKING:
-    from mailflow.delivery.ledger import Queued
-    from mailflow.store.models import Contact
-    from mailflow.templates import Templates
 
 ROOT = Path(__file__).resolve().parent.parent
 SELF = Path(__file__).resolve()
@@ -41,85 +39,36 @@ SMTP_SINK, SMTP_SOURCE = "/usr/sbin/smtp-sink", "/usr/sbin/smtp-source"
 FROM, BOUNCES, CHUNK = "committee@ipu.example", "bounces.ipu.example", 500
 SCALE_TARGET = 1.25  # peak memory at the larger campaign within 25% of the smaller
 LANGUAGES = ("en", "en", "fr", "es", "en", "fr", "ar")  # the contacts' preferred languages
+# Every contact imported is a speaker of a parliament with a country: this audience is all of
+# them (`countries: members` is any contact with a country; speakers are official
+# correspondents, so no opt-out token and no suppression applies).
+AUDIENCE = '{"include": [{"roles": ["speaker"], "countries": "members"}]}'
+DOCUMENT_URL_BASE = "https://www.ipu.example/decisions"
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The context of the bench's campaign template: what a decision mailing shows."""
-
-    recipient: str
-    parliament: str
-    country: str
-    title: str
-    session: str
-    cases: tuple[str, ...]
-    document_url: str
+def mailflow_command(config: Path, *argv: str) -> list[str]:
+    return [sys.executable, "-m", "mailflow", "--config", str(config), *argv]
 
 
-# -- the two children: enqueue (mailflow's part) and the smtplib loop ----------------------------
+# -- the two children: the overlapped campaign and the smtplib loop -----------------------------
 
 
-def child_enqueue(url: str, templates_dir: Path, campaign_id: int) -> None:
-    """Render and enqueue one message per contact of the campaign, CHUNK per transaction,
-    with `enqueue_many` as `mailflow campaign send` does: read a page of contacts, render it
-    outside any transaction, then write it."""
-    from mailflow.delivery.ledger import enqueue_many  # noqa: PLC0415 (child only)
-    from mailflow.store import make_engine, session_factory  # noqa: PLC0415
-    from mailflow.store.models import Contact  # noqa: PLC0415
-    from mailflow.templates import Templates  # noqa: PLC0415
-
-    sessions = session_factory(make_engine(url))
-    templates, last, now = Templates(templates_dir), 0, datetime.now(UTC) - timedelta(seconds=1)
-    while True:  # keyset pages: memory stays flat whatever the campaign's size
-        with sessions.begin() as session:
-            page = session.scalars(
-                sa.select(Contact).where(Contact.id > last).order_by(Contact.id).limit(CHUNK)
-            ).all()
-        batch = [_queued(templates, contact) for contact in page]
-        with sessions.begin() as session:
-            enqueue_many(session, batch, now=now, campaign_id=campaign_id)
-        if len(page) < CHUNK:
-            return
-        last = page[-1].id
-
-
-def _queued(templates: Templates, contact: Contact) -> Queued:
-    from mailflow.delivery import OutboundMessage  # noqa: PLC0415 (child only)
-    from mailflow.delivery.ledger import Queued  # noqa: PLC0415
-
-    context = Decision(
-        contact.person_name or "Speaker",
-        contact.organisation or "",
-        contact.country or "",
-        "Decision adopted by the Committee at its 176th session",
-        "176th",
-        (f"{contact.country}-{contact.id % 97:02d}", f"{contact.country}-07"),
-        f"https://www.ipu.example/decisions/176/{contact.id}.pdf",
-    )
-    rendered = templates.render("decision", contact.languages, context)
-    message = OutboundMessage(
-        purpose="decision",
-        to_address=contact.email,
-        from_address=FROM,
-        from_name="IPU Committee on the Human Rights of Parliamentarians",
-        subject="Decision of the Committee",
-        text=rendered.text,
-        html=rendered.html,
-        language=rendered.language,
-        to_name=contact.person_name or "",
-    )
-    return Queued(message, contact.id)
-
-
-def child_overlap(url: str, templates_dir: Path, campaign_id: int, config: Path) -> None:
+def child_overlap(url: str, campaign_id: int, config: Path) -> None:
     """The campaign as it runs with the worker up: `mailflow send` (no --once) started first,
-    delivering each batch once the enqueue (this process, as `child_enqueue`) commits it;
-    done when every contact's row is sent, then the worker is stopped (SIGTERM)."""
-    command = [sys.executable, "-m", "mailflow", "--config", str(config), "send"]
-    worker = subprocess.Popen(command, cwd=ROOT)
+    delivering each batch once `mailflow campaign send` (run next, as its own process)
+    commits it; done when every row of the ledger is sent, then the worker is stopped
+    (SIGTERM)."""
+    worker = subprocess.Popen(mailflow_command(config, "send"), cwd=ROOT)
     engine = sa.create_engine(url)
     try:
-        child_enqueue(url, templates_dir, campaign_id)
+        enqueue = subprocess.run(
+            mailflow_command(config, "campaign", "send", str(campaign_id)),
+            cwd=ROOT,
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+        if enqueue.returncode != 0:
+            raise SystemExit(f"bench: mailflow campaign send exited ({enqueue.returncode})")
         query = sa.text("SELECT count(*) FROM deliveries WHERE state != 'sent'")
         while True:
             with engine.connect() as conn:
@@ -170,36 +119,7 @@ def read_messages(path: Path) -> Iterator[tuple[str, str, bytes]]:
             yield sender.decode(), to.decode(), raw
 
 
-# -- setting up (untimed): templates, the sink, databases, contacts -----------------------------
-
-
-def write_templates(root: Path) -> Path:
-    """A decision mailing of realistic size: ~3 KB of text and an HTML version, 4 languages."""
-    paragraph = (
-        "The Committee examined the situation of the parliamentarians named below, in the "
-        "light of the information provided by the authorities and by the complainants, and "
-        "of the hearings held during its session. It recalls that freedom of expression is "
-        "essential to the work of every member of parliament, and that it "
-        "protects opinions that may offend, shock or disturb. "
-    )
-    text = (
-        "Dear {{ recipient }},\n\nOn behalf of the Committee on the Human Rights of "
-        "Parliamentarians, I have the honour to send you the decision on the cases of "
-        "{{ country }} ({% for case in cases %}{{ case }}{% if not loop.last %}, "
-        "{% endif %}{% endfor %}) adopted at its {{ session }} session, for the attention of "
-        "{{ parliament }}.\n\n"
-        + (paragraph * 2 + "\n\n")
-        * 4
-        + "The full decision: {{ document_url }}\n\nYours sincerely,\n\nThe Secretary of the "
-        "Committee\n"
-    )
-    html = "<html><body>" + "".join(f"<p>{part}</p>" for part in text.split("\n\n"))
-    directory = root / "templates" / "decision"
-    directory.mkdir(parents=True)
-    for language in ("en", "fr", "es", "ar"):
-        (directory / f"{language}.txt").write_text(text, encoding="utf-8")
-        (directory / f"{language}.html").write_text(html + "</body></html>", encoding="utf-8")
-    return root / "templates"
+# -- setting up (untimed): the sink, databases, a campaign made with mailflow's commands --------
 
 
 def start_sink(stack: ExitStack) -> int:
@@ -239,44 +159,114 @@ def fresh_database(backend: str, space: Path, admin_url: str | None, name: str) 
     return url
 
 
-def add_contacts(url: str, recipients: int, domains: int) -> int:
-    """`recipients` contacts across `domains` domains, and an approved campaign; its id."""
-    from mailflow.store.models import Campaign, Contact  # noqa: PLC0415
+def write_contacts(path: Path, recipients: int, domains: int) -> Path:
+    """A contacts CSV as `mailflow contacts import` reads it: `recipients` speakers across
+    `domains` domains, one country (ISO3) per domain, seven languages' preferences."""
+    from mailflow.outreach.iso import ISO3166_ALPHA3  # noqa: PLC0415
 
+    countries = sorted(ISO3166_ALPHA3)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(("organisation", "person", "role", "country", "languages", "email"))
+        for n in range(recipients):
+            domain = n % domains
+            writer.writerow(
+                (
+                    f"Parliament {domain}",
+                    f"Speaker {n}",
+                    "speaker",
+                    countries[domain % len(countries)],
+                    LANGUAGES[n % len(LANGUAGES)],
+                    f"speaker{n}@parliament{domain}.example",
+                )
+            )
+    return path
+
+
+def write_documents(directory: Path) -> dict[str, Path]:
+    """The decision's text in English and French (linked from the messages, not attached)."""
+    paragraph = {
+        "en": "The Committee on the Human Rights of Parliamentarians, having examined the "
+        "case, recalls that freedom of expression is essential to the work of every member "
+        "of parliament. ",
+        "fr": "Le Comité des droits de l'homme des parlementaires, ayant examiné le cas, "
+        "rappelle que la liberté d'expression est essentielle au travail de chaque membre du "
+        "parlement. ",
+    }
+    paths = {}
+    for language, text in paragraph.items():
+        paths[language] = directory / f"decision-{language}.txt"
+        paths[language].write_text((text * 8 + "\n\n") * 10, encoding="utf-8")
+    return paths
+
+
+@dataclass(frozen=True)
+class Setup:
+    campaign_id: int
+    seconds: dict[str, float]  # each setup command's wall-clock time
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
+
+
+def setup_campaign(config: Path, directory: Path, recipients: int, domains: int) -> Setup:
+    """An approved campaign of `recipients` contacts, made with mailflow's commands as an
+    operator would: import the contacts, add the decision (English and French documents),
+    create the campaign with an audience of every contact, approve it. Untimed."""
+    contacts = write_contacts(directory / "contacts.csv", recipients, domains)
+    documents = write_documents(directory)
+    seconds: dict[str, float] = {}
+    _setup_step(config, seconds, "contacts import", "contacts", "import", str(contacts))
+    out = _setup_step(
+        config, seconds, "decision add",
+        "decision", "add", "--session", "213th session", "--date", "2026-10-23",
+        "--body", "Governing Council", "--symbol", "CL/213/11(b)-R.1",
+        "--case", "TUR-69", "--case", "KEN-12", "--visibility", "public",
+        "--doc", f"en={documents['en']}", "--doc", f"fr={documents['fr']}",
+    )  # fmt: skip
+    decision = _id_in(out, r"decision (\d+) added")
+    out = _setup_step(
+        config, seconds, "campaign create",
+        "campaign", "create", "--name", "213th session: decisions", "--decision", decision,
+        "--audience-json", AUDIENCE, "--subject-en", "Decisions of the 213th session",
+        "--subject-fr", "Décisions de la 213e session", "--by", "bench",
+    )  # fmt: skip
+    campaign = _id_in(out, r"campaign (\d+) created")
+    _setup_step(
+        config, seconds, "campaign approve", "campaign", "approve", campaign, "--by", "bench"
+    )
+    return Setup(int(campaign), seconds)
+
+
+def _setup_step(config: Path, seconds: dict[str, float], name: str, *argv: str) -> str:
+    started = time.perf_counter()
+    result = subprocess.run(
+        mailflow_command(config, *argv), cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    seconds[name] = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"bench: mailflow {name} failed ({result.returncode}):\n{result.stderr}")
+    return result.stdout
+
+
+def _id_in(output: str, pattern: str) -> str:
+    match = re.search(pattern, output)
+    if match is None:
+        raise SystemExit(f"bench: no id ({pattern}) in mailflow's output:\n{output}")
+    return match.group(1)
+
+
+def queued_count(url: str, campaign_id: int) -> int:
+    """Ledger rows of the campaign's mailing waiting for the worker."""
     engine = sa.create_engine(url)
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(Contact),
-            [
-                {
-                    "role": "speaker",
-                    "email": f"speaker{n}@parliament{n % domains}.example",
-                    "person_name": f"Speaker {n}",
-                    "organisation": f"Parliament {n % domains}",
-                    "country": f"C{n % domains:02d}"[:3],
-                    "languages": LANGUAGES[n % 7],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for n in range(recipients)
-            ],
-        )
-        campaign = conn.execute(
-            sa.insert(Campaign).returning(Campaign.id),
-            {
-                "name": "bench",
-                "purpose": "decision",
-                "status": "sending",
-                "created_by": "bench",
-                "approved_by": "bench",
-                "approved_at": now,
-                "approved_digest": "0" * 64,
-                "created_at": now,
-            },
-        ).scalar_one()
+    query = sa.text(
+        "SELECT count(*) FROM deliveries WHERE campaign_id = :campaign AND purpose = 'decision'"
+        " AND round = 0 AND state = 'pending'"
+    )
+    with engine.connect() as conn:
+        value = int(conn.execute(query, {"campaign": campaign_id}).scalar_one())
     engine.dispose()
-    return int(campaign)
+    return value
 
 
 def sent_count(url: str) -> int:
@@ -298,7 +288,8 @@ def write_config(
         f'[database]\nurl = "{url}"\n'
         f'[outbound]\nfrom_address = "{FROM}"\nbounce_domain = "{BOUNCES}"\n'
         f'relay_host = "127.0.0.1"\nrelay_port = {port}\nrelay_security = "none"\n'
-        f"connections = {connections}\nsend_interval_seconds = {interval}\n",
+        f"connections = {connections}\nsend_interval_seconds = {interval}\n"
+        f'[campaigns]\nattach_documents = false\ndocument_url_base = "{DOCUMENT_URL_BASE}"\n',
         encoding="utf-8",
     )
     return path
@@ -331,46 +322,53 @@ def timed(command: Sequence[str], space: Path, name: str) -> Run:
 def mailflow_rows(
     args: argparse.Namespace, ctx: Context, backend: str, n: int, tag: str
 ) -> list[Row]:
-    """Enqueue (render + ledger) then `mailflow send --once`, each timed, both summed."""
+    """`mailflow campaign send` (render + ledger) then `mailflow send --once`, each timed, both
+    summed, on a campaign set up beforehand with mailflow's commands (untimed)."""
     url = fresh_database(backend, ctx.space, ctx.admin_url, f"{backend}-{tag}")
-    campaign = add_contacts(url, n, args.domains)
-    config = write_config(ctx.space / f"{backend}-{tag}-run", url, ctx.port, args.connections)
-    python = sys.executable
+    run_dir = ctx.space / f"{backend}-{tag}-run"
+    config = write_config(run_dir, url, ctx.port, args.connections)
+    setup = setup_campaign(config, run_dir, n, args.domains)
+    print(f"setup {backend}-{tag} (untimed): {setup.describe()}", flush=True)
+    campaign = str(setup.campaign_id)
     enqueue = timed(
-        [python, str(SELF), "enqueue", url, str(ctx.templates), str(campaign)],
+        mailflow_command(config, "campaign", "send", campaign),
         ctx.space,
         f"enqueue-{backend}-{tag}",
     )
-    send = timed(
-        [python, "-m", "mailflow", "--config", str(config), "send", "--once"],
-        ctx.space,
-        f"send-{backend}-{tag}",
-    )
+    queued = queued_count(url, setup.campaign_id)
+    send = timed(mailflow_command(config, "send", "--once"), ctx.space, f"send-{backend}-{tag}")
     sent = sent_count(url)
-    ok = enqueue.ok and send.ok and sent == n
+    queued_ok, sent_ok = enqueue.ok and queued == n, send.ok and sent == n
+    ok = queued_ok and sent_ok
     if ctx.messages_file is None and ok:
         ctx.messages_file = ctx.space / "messages.bin"
         _, ctx.mean_size = write_messages(url, ctx.messages_file)
     name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
-    check = "" if ok else f" FAILED ({sent} of {n} sent)"
+    queued_check = "" if queued_ok else f" FAILED ({queued} of {n} queued)"
+    sent_check = "" if sent_ok else f" FAILED ({sent} of {n} sent)"
     return [
         Row(
-            f"mailflow {name}: enqueue", n, enqueue.seconds, enqueue.peak_rss_kib, "render + ledger"
+            f"mailflow {name}: enqueue",
+            n,
+            enqueue.seconds,
+            enqueue.peak_rss_kib,
+            "`campaign send`: render + ledger" + queued_check,
+            queued_ok,
         ),
         Row(
             f"mailflow {name}: send",
             n,
             send.seconds,
             send.peak_rss_kib,
-            f"{args.connections} connections{check}",
-            ok,
+            f"{args.connections} connections{sent_check}",
+            sent_ok,
         ),
         Row(
             f"mailflow {name}: total",
             n,
             enqueue.seconds + send.seconds,
             max(enqueue.peak_rss_kib, send.peak_rss_kib),
-            "end to end" + check,
+            "end to end" + (queued_check or sent_check),
             ok,
         ),
     ]
@@ -380,12 +378,12 @@ def overlap_row(args: argparse.Namespace, ctx: Context, backend: str, n: int, ta
     """The campaign with the worker already running (`child_overlap`): enqueue and send
     overlap, on a fresh database. The worker looks for due rows every second when idle."""
     url = fresh_database(backend, ctx.space, ctx.admin_url, f"{backend}-{tag}-overlap")
-    campaign = add_contacts(url, n, args.domains)
-    config = write_config(
-        ctx.space / f"{backend}-{tag}-overlap-run", url, ctx.port, args.connections, interval=1
-    )
-    command = [sys.executable, str(SELF), "overlap", url, str(ctx.templates), str(campaign)]
-    run = timed([*command, str(config)], ctx.space, f"overlap-{backend}-{tag}")
+    run_dir = ctx.space / f"{backend}-{tag}-overlap-run"
+    config = write_config(run_dir, url, ctx.port, args.connections, interval=1)
+    setup = setup_campaign(config, run_dir, n, args.domains)
+    print(f"setup {backend}-{tag}-overlap (untimed): {setup.describe()}", flush=True)
+    command = [sys.executable, str(SELF), "overlap", url, str(setup.campaign_id), str(config)]
+    run = timed(command, ctx.space, f"overlap-{backend}-{tag}")
     sent = sent_count(url)
     ok = run.ok and sent == n
     name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
@@ -395,7 +393,7 @@ def overlap_row(args: argparse.Namespace, ctx: Context, backend: str, n: int, ta
         n,
         run.seconds,
         run.peak_rss_kib,
-        "enqueue with `mailflow send` running" + check,
+        "`campaign send` with `mailflow send` running" + check,
         ok,
     )
 
@@ -443,7 +441,6 @@ def source_row(ctx: Context, n: int, sessions: int) -> Row:
 class Context:
     space: Path
     port: int
-    templates: Path
     admin_url: str | None
     messages_file: Path | None = None
     mean_size: int = 0
@@ -488,13 +485,13 @@ def _best(rows: Sequence[Row], label: str) -> Row | None:
 
 def print_table(rows: Sequence[Row], baseline: Row | None) -> None:
     print(
-        f"{'row':<28} {'messages':>8} {'seconds':>8} {'msg/s':>8} {'x loop':>7} "
+        f"{'row':<31} {'messages':>8} {'seconds':>8} {'msg/s':>8} {'x loop':>7} "
         f"{'peak RSS':>9}  detail"
     )
     for row in rows:
         ratio = f"{row.rate / baseline.rate:.2f}" if baseline and row.ok else "-"
         print(
-            f"{row.label:<28} {row.messages:>8} {row.seconds:>8.2f} {row.rate:>8.0f} "
+            f"{row.label:<31} {row.messages:>8} {row.seconds:>8.2f} {row.rate:>8.0f} "
             f"{ratio:>7} {row.peak_rss_kib / 1024:>7.1f}Mi  {row.detail}"
         )
 
@@ -540,7 +537,7 @@ def setup(args: argparse.Namespace, stack: ExitStack) -> Context:
             args.backends = tuple(b for b in args.backends if b != "postgresql")
         else:
             admin_url = cluster.url
-    return Context(space, start_sink(stack), write_templates(space), admin_url)
+    return Context(space, start_sink(stack), admin_url)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -579,10 +576,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _child(argv: Sequence[str]) -> int:
-    if argv[0] == "enqueue":
-        child_enqueue(argv[1], Path(argv[2]), int(argv[3]))
-    elif argv[0] == "overlap":
-        child_overlap(argv[1], Path(argv[2]), int(argv[3]), Path(argv[4]))
+    if argv[0] == "overlap":
+        child_overlap(argv[1], int(argv[2]), Path(argv[3]))
     elif argv[0] == "loop":
         child_loop(Path(argv[1]), int(argv[2]))
     else:
