@@ -289,6 +289,15 @@ def test_reused_connection_closed_by_the_relay_is_replaced_once(setup: Setup) ->
     assert len(delivered(setup)) == 2
 
 
+def test_without_pipelining_a_reused_connection_closed_is_replaced_once(setup: Setup) -> None:
+    setup.relay.pipelining = False  # read at EHLO: every connection of this test
+    setup.transport.send(SENDER, GOOD, RAW)
+    setup.proxy.cut_all()  # found closed at MAIL, a round trip of its own here
+    assert setup.transport.send(SENDER, GOOD, RAW) == "250 2.0.0 queued"
+    assert delivered(setup) == [(SENDER, [GOOD], RAW)] * 2
+    assert setup.proxy.connections == 2
+
+
 def test_a_new_connection_that_fails_is_not_retried(setup: Setup) -> None:
     setup.proxy.cut_on = b"MAIL"
     with pytest.raises(ConnectionLost):

@@ -110,12 +110,12 @@ class SmtpTransport:
         mail_from, rcpt_to = _path("FROM", envelope_from), _path("TO", recipient)
         if self.signer is not None:
             raw = self.signer.sign(raw)
-        self._open = _Open(mail_from, rcpt_to, raw, reused=self._client is not None)
+        opened = _Open(mail_from, rcpt_to, raw, reused=self._client is not None)
         try:
-            self._envelope(self._connection())
-        except BaseException:
-            self._open = None
-            raise
+            self._write_envelope(self._connection(), opened)
+        except ConnectionLost as lost:
+            self._envelope_again(opened, lost)
+        self._open = opened
 
     def hand_over(self) -> None:
         """Read the envelope's replies (a refusal is raised here), then write the message
@@ -164,18 +164,17 @@ class SmtpTransport:
             raise AssertionError("no transaction open: start() first")
         return self._open, self._client
 
-    def _envelope(self, client: smtplib.SMTP) -> None:
-        opened = self._open
-        assert opened is not None
-        try:
-            self._write_envelope(client, opened)
-        except ConnectionLost:
-            if not opened.reused:
-                raise
-            # The relay closed a connection we reused (a per-connection message limit, a
-            # restart) before anything of this message was sent: once more, on a new one.
-            opened.reused = False
-            self._write_envelope(self._connection(), opened)
+    def _envelope_again(self, opened: _Open, lost: BaseException) -> smtplib.SMTP:
+        """The relay closed a connection we reused (a per-connection message limit, a
+        restart) before anything of this message was sent: the envelope once more, on a new
+        connection. A connection of its own that fails is this message's failure."""
+        if not opened.reused:
+            raise lost
+        opened.reused = False
+        self.close()
+        client = self._connection()
+        self._write_envelope(client, opened)
+        return client
 
     def _write_envelope(self, client: smtplib.SMTP, opened: _Open) -> None:
         try:
@@ -197,16 +196,13 @@ class SmtpTransport:
     def _pipelined_replies(self, client: smtplib.SMTP, opened: _Open) -> smtplib.SMTP:
         """The replies to MAIL, RCPT and DATA, all read before anything else is sent so the
         connection stays in step; a refusal raised as the sequential path would raise it.
-        A reused connection found closed at MAIL is replaced once, as in _envelope()."""
+        A reused connection found closed at MAIL is replaced once (_envelope_again)."""
         try:
             mail = _reply(client)
-        except smtplib.SMTPServerDisconnected:
-            if not opened.reused:
-                raise
-            opened.reused = False
-            self.close()
-            client = self._connection()
-            client.send(f"MAIL {opened.mail_from}\r\nRCPT {opened.rcpt_to}\r\nDATA\r\n")
+        except smtplib.SMTPServerDisconnected as lost:
+            client = self._envelope_again(opened, lost)
+            if not opened.pipelined:
+                return client  # the new connection took one command at a time: 354 is in
             mail = _reply(client)
         rcpt, data = client.getreply(), client.getreply()
         if mail[0] == 250 and rcpt[0] in ACCEPTED_RCPT:
