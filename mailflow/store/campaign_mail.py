@@ -46,30 +46,27 @@ Progress = Callable[[int], None]
 
 
 class BlobCache:
-    """Decision documents' bytes, read once per command however many recipients get them."""
+    """Decision documents' bytes, read once per command however many recipients get them:
+    on first use through `session`, or beforehand with `load`, for rendering outside any
+    transaction (`send`)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session | None = None) -> None:
         self.session = session
         self._data: dict[str, bytes] = {}
 
-    def __call__(self, sha256: str) -> bytes:
-        if sha256 not in self._data:
-            self._data[sha256] = self.session.get_one(Blob, sha256).data
-        return self._data[sha256]
-
-
-class DocumentCache:
-    """A decision's documents' bytes, read inside a transaction, then used outside any."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, bytes] = {}
-
     def load(self, session: Session, decision: DecisionFacts) -> None:
-        cache = BlobCache(session)
         for document in decision.documents:
-            self._data[document.sha256] = cache(document.sha256)
+            self._read(session, document.sha256)
 
     def __call__(self, sha256: str) -> bytes:
+        if sha256 in self._data:
+            return self._data[sha256]
+        assert self.session is not None, "a document neither loaded nor readable"
+        return self._read(self.session, sha256)
+
+    def _read(self, session: Session, sha256: str) -> bytes:
+        if sha256 not in self._data:
+            self._data[sha256] = session.get_one(Blob, sha256).data
         return self._data[sha256]
 
 
@@ -275,7 +272,7 @@ def send(
     delivers them. Stops early if the campaign is paused or cancelled meanwhile; running
     `send` again carries on (the ledger's unique key never queues a contact twice)."""
     size = max(ws.settings.campaigns.batch_size, 1)
-    queued, documents = 0, DocumentCache()
+    queued, documents = 0, BlobCache()
     for start in range(0, len(plan.to_queue), size):
         batch = plan.to_queue[start : start + size]
         # Read, render, write: rendering (most of the time) holds no transaction, so the
